@@ -1,0 +1,282 @@
+"""The contract every saliency backend follows.
+
+An :class:`Explainer` wraps a model that maps images ``(B, C, H, W)`` to logits ``(B, K)``. Calling it returns
+one saliency map per image, ``(B, 1, H, W)``, min-max normalised to ``[0, 1]`` per sample and detached. The
+work is done in :meth:`Explainer._attribute`, which subclasses implement; the base class validates inputs,
+resolves targets, isolates the model (see :mod:`exaug.utils.isolation`), reduces and normalises the raw map.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..utils.isolation import isolated
+
+__all__ = [
+    "Explainer",
+    "Explanation",
+    "normalize_saliency",
+    "resolve_targets",
+    "resolve_layer",
+    "find_default_cam_layer",
+    "targets_or_predicted",
+]
+
+# A map whose range is below this fraction of its magnitude is treated as constant: rounding noise of a
+# truly flat map (e.g. Grad-CAM of a 1x1 feature map) must not be stretched into a random-looking mask.
+FLAT_RELATIVE_EPS = 1e-6
+
+
+@dataclasses.dataclass
+class Explanation:
+    """Result of :meth:`Explainer.explain`.
+
+    Attributes:
+        saliency: ``(B, 1, H, W)`` float, per-sample min-max normalised to ``[0, 1]``, detached.
+        targets: ``(B,)`` int64, the class explained for each sample.
+        logits: ``(B, K)`` detached logits of the explained images, or ``None`` when the backend does not
+            run a plain forward pass (e.g. perturbation methods).
+        flat: ``(B,)`` bool, True where the raw map was constant (or not finite) and was set to all zeros.
+    """
+
+    saliency: Tensor
+    targets: Tensor
+    logits: Tensor | None
+    flat: Tensor
+
+
+def normalize_saliency(raw: Tensor, eps: float = FLAT_RELATIVE_EPS) -> tuple[Tensor, Tensor]:
+    """Per-sample min-max normalisation that never produces NaN.
+
+    Args:
+        raw: ``(B, 1, H, W)`` (or any ``(B, ...)``) map.
+        eps: relative flatness tolerance: a sample whose ``max - min`` is at most ``eps * max(|max|, |min|)``
+            (or exactly zero) is flat.
+
+    Returns:
+        ``(saliency, flat)``: ``saliency`` has the shape of ``raw`` with values in ``[0, 1]`` (all zeros for
+        flat or non-finite samples), ``flat`` is ``(B,)`` bool.
+    """
+    flat_view = raw.flatten(1)
+    finite = torch.isfinite(flat_view).all(dim=1)
+    # Replace non-finite values so min/max stay finite; those samples are reported flat anyway.
+    flat_view = torch.where(torch.isfinite(flat_view), flat_view, torch.zeros((), dtype=raw.dtype, device=raw.device))
+    lo = flat_view.amin(dim=1, keepdim=True)
+    hi = flat_view.amax(dim=1, keepdim=True)
+    span = hi - lo
+    scale = torch.maximum(hi.abs(), lo.abs())
+    flat = (span <= eps * scale).squeeze(1) | (span == 0).squeeze(1) | ~finite
+    safe_span = torch.where(flat.unsqueeze(1), torch.ones_like(span), span)
+    normed = (flat_view - lo) / safe_span
+    normed = torch.where(flat.unsqueeze(1), torch.zeros_like(normed), normed).clamp_(0.0, 1.0)
+    return normed.view_as(raw), flat
+
+
+def resolve_targets(targets: Any, batch_size: int, num_classes: int | None, device: torch.device) -> Tensor | None:
+    """Validate and convert ``targets`` to a ``(B,)`` int64 tensor on ``device``; ``None`` stays ``None``.
+
+    Accepts an int (same class for every sample), a sequence of ints, or an integer tensor of shape ``(B,)``.
+    Range is checked against ``num_classes`` when it is known (this costs one host sync, done once per call).
+    """
+    if targets is None:
+        return None
+    if isinstance(targets, int):
+        targets = torch.full((batch_size,), targets, dtype=torch.long, device=device)
+    elif not isinstance(targets, Tensor):
+        targets = torch.as_tensor(list(targets), dtype=torch.long, device=device)
+    if targets.dtype.is_floating_point or targets.dtype == torch.bool or targets.is_complex():
+        raise TypeError(f"targets must hold integer class indices, got dtype {targets.dtype}")
+    targets = targets.to(device=device, dtype=torch.long).reshape(-1)
+    if targets.numel() != batch_size:
+        raise ValueError(f"targets must have one entry per image: expected {batch_size}, got {targets.numel()}")
+    if num_classes is not None and targets.numel() > 0:
+        lo, hi = torch.stack((targets.min(), targets.max())).tolist()  # one host sync
+        if lo < 0 or hi >= num_classes:
+            raise ValueError(f"targets must be class indices in [0, {num_classes - 1}], got values in [{lo}, {hi}]")
+    return targets
+
+
+def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
+    """Find a submodule by dotted path (``"encoder.layer2.3.conv3"``, integer parts index sequences) or identity.
+
+    Returns:
+        ``(name, module)`` where ``name`` is the dotted path inside ``model``.
+
+    Raises:
+        ValueError: the path does not exist or the module is not part of ``model``.
+    """
+    if isinstance(layer, nn.Module):
+        for name, module in model.named_modules():
+            if module is layer:
+                return name, module
+        raise ValueError("target_layer is a module that is not part of the model")
+    if not isinstance(layer, str):
+        raise TypeError(f"target_layer must be a dotted module path or an nn.Module, got {type(layer).__name__}")
+    modules = dict(model.named_modules())
+    if layer in modules:
+        return layer, modules[layer]
+    import difflib
+
+    candidates = [n for n in modules if n]
+    close = difflib.get_close_matches(layer, candidates, n=3)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ValueError(f"target_layer {layer!r} is not a submodule of the model.{hint}")
+
+
+def find_default_cam_layer(model: nn.Module, images: Tensor) -> str:
+    """Name of the last module whose output is a feature map with more than one spatial position.
+
+    Runs one no-grad forward on ``images[:1]`` with temporary hooks (removed before returning). For a ResNet this
+    is the last stage (``layer4``), unless its output is 1x1 (a 32x32 input without a CIFAR stem), in which case
+    an earlier stage with a real spatial extent is chosen, because the Grad-CAM of a 1x1 map is constant.
+    """
+    order: list[str] = []
+
+    def make_hook(name: str):
+        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+            if isinstance(output, Tensor) and output.dim() == 4 and output.shape[-1] * output.shape[-2] > 1:
+                order.append(name)
+
+        return hook
+
+    handles = [m.register_forward_hook(make_hook(n)) for n, m in model.named_modules() if n]
+    try:
+        with isolated(model), torch.no_grad():
+            model(images[:1])
+    finally:
+        for h in handles:
+            h.remove()
+    if not order:
+        raise ValueError(
+            "could not find a layer with a spatial feature map (B, C, h, w) with h*w > 1; pass target_layer explicitly"
+        )
+    # Forward hooks fire when a module *finishes*, so the last entry is the outermost module that ends last.
+    return order[-1]
+
+
+class Explainer(abc.ABC):
+    """Base class of every saliency backend.
+
+    Subclasses set ``description`` (one line, shown by ``exaug explainers``) and implement :meth:`_attribute`.
+
+    Args:
+        model: maps images ``(B, C, H, W)`` to logits ``(B, K)``.
+    """
+
+    description: str = ""
+    #: Whether the backend needs a feature layer (CAM family); then ``target_layer`` is resolved.
+    uses_layer: bool = False
+
+    def __init__(self, model: nn.Module, *, target_layer: str | nn.Module | None = None) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module mapping images to logits, got {type(model).__name__}")
+        self.model = model
+        self.layer_name: str | None = None
+        self.layer: nn.Module | None = None
+        if target_layer is not None:
+            if not self.uses_layer:
+                raise ValueError(f"{type(self).__name__} does not use a target_layer")
+            self.layer_name, self.layer = resolve_layer(model, target_layer)
+        self._layer_chosen_automatically = False
+
+    # -- public API -----------------------------------------------------------------------------------------
+    def __call__(self, images: Tensor, targets: Any = None) -> Tensor:
+        """Saliency maps ``(B, 1, H, W)`` in ``[0, 1]`` for ``images`` ``(B, C, H, W)`` and ``targets`` ``(B,)``."""
+        return self.explain(images, targets).saliency
+
+    def explain(self, images: Tensor, targets: Any = None) -> Explanation:
+        """Explain ``targets`` (``None``: the predicted class) for ``images``.
+
+        Args:
+            images: ``(B, C, H, W)`` floating point batch on the model's device.
+            targets: ``None``, an int, a sequence of ints or an int64 tensor ``(B,)``.
+
+        Returns:
+            :class:`Explanation` with ``saliency`` ``(B, 1, H, W)``.
+        """
+        self._check_images(images)
+        targets = resolve_targets(targets, images.shape[0], None, images.device)
+        if self.uses_layer and self.layer is None:
+            self.layer_name = find_default_cam_layer(self.model, images)
+            self.layer = dict(self.model.named_modules())[self.layer_name]
+            self._layer_chosen_automatically = True
+        # Outer callers may hold an autograd graph or run under no_grad; neither may leak in or out.
+        images = images.detach()
+        with isolated(self.model):
+            raw, logits, targets = self._attribute(images, targets)
+        raw = raw.detach()
+        if raw.dim() == 3:
+            raw = raw.unsqueeze(1)
+        if raw.shape[1] != 1:
+            raise RuntimeError(f"{type(self).__name__} produced a map with {raw.shape[1]} channels, expected 1")
+        if raw.shape[-2:] != images.shape[-2:]:
+            raw = F.interpolate(raw.float(), size=images.shape[-2:], mode="bilinear", align_corners=False)
+        saliency, flat = normalize_saliency(raw.float())
+        return Explanation(
+            saliency=saliency,
+            targets=targets,
+            logits=None if logits is None else logits.detach(),
+            flat=flat,
+        )
+
+    # -- for subclasses ---------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _attribute(self, images: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor]:
+        """Compute the raw map. Runs inside :func:`isolated` (eval mode, gradients hidden).
+
+        Args:
+            images: ``(B, C, H, W)``, detached.
+            targets: ``(B,)`` int64 or ``None`` (then explain the predicted class).
+
+        Returns:
+            ``(raw, logits, targets)``: raw map ``(B, 1, h, w)`` (resized to ``H x W`` by the caller if needed),
+            logits ``(B, K)`` or ``None``, and the ``(B,)`` targets actually explained.
+        """
+
+    def _predict(self, images: Tensor) -> Tensor:
+        """Predicted classes ``(B,)`` from one no-grad forward (for backends without a forward of their own)."""
+        with torch.no_grad():
+            return self.model(images).argmax(dim=1)
+
+    @staticmethod
+    def _check_images(images: Tensor) -> None:
+        if not isinstance(images, Tensor):
+            raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+        if images.dim() != 4:
+            raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
+        if not images.dtype.is_floating_point:
+            raise TypeError(f"images must be floating point (normalised), got dtype {images.dtype}")
+        if images.shape[0] == 0:
+            raise ValueError("images is an empty batch (B = 0)")
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        parts = []
+        if self.uses_layer:
+            if self.layer_name is None:
+                parts.append("target_layer=<chosen on first call>")
+            else:
+                how = " (auto)" if self._layer_chosen_automatically else ""
+                parts.append(f"target_layer={self.layer_name!r}{how}")
+        extra = self.extra_repr()
+        if extra:
+            parts.append(extra)
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+
+def targets_or_predicted(logits: Tensor, targets: Tensor | None) -> Tensor:
+    """``targets`` if given (range-checked against ``logits``), else the argmax of ``logits``."""
+    if targets is None:
+        return logits.argmax(dim=1)
+    if logits.dim() != 2:
+        raise ValueError(f"the model must return logits of shape (B, K), got {tuple(logits.shape)}")
+    resolve_targets(targets, logits.shape[0], logits.shape[1], logits.device)
+    return targets
