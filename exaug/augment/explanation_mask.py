@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from ..explainers.base import Explainer, normalize_saliency, resolve_targets
 from ..explainers.registry import create_explainer
+from ..utils.checks import check_images, check_labels
 from ..utils.isolation import isolated
 from .masking import FILLS, Fill, apply_mask, keep_mask
 
@@ -234,22 +235,14 @@ class ExplanationMaskAugment:
     def _check_inputs(
         originals: Tensor, views: Sequence[Tensor], labels: Tensor, model: nn.Module
     ) -> tuple[Tensor, Tensor]:
-        if not isinstance(originals, Tensor) or originals.dim() != 4:
-            shape = tuple(originals.shape) if isinstance(originals, Tensor) else type(originals).__name__
-            raise ValueError(f"originals must be a (B, C, H, W) tensor, got {shape}")
-        if not originals.dtype.is_floating_point:
-            raise TypeError(f"originals must be floating point (normalised images), got {originals.dtype}")
+        check_images(originals, "originals")
         if not isinstance(views, (tuple, list)) or len(views) != 2:
             raise ValueError("views must be a pair (view1, view2) of (B, C, H, W) tensors")
         for i, view in enumerate(views, start=1):
             if not isinstance(view, Tensor) or view.shape != originals.shape:
                 shape = tuple(view.shape) if isinstance(view, Tensor) else type(view).__name__
                 raise ValueError(f"view{i} must have the shape of originals {tuple(originals.shape)}, got {shape}")
-        if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.shape[0] != originals.shape[0]:
-            shape = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
-            raise ValueError(f"labels must be a ({originals.shape[0]},) tensor of class indices, got {shape}")
-        if labels.dtype.is_floating_point or labels.dtype == torch.bool:
-            raise TypeError(f"labels must be an integer tensor of class indices, got {labels.dtype}")
+        check_labels(labels, originals.shape[0], "labels")
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module mapping images to logits, got {type(model).__name__}")
         return views[0], views[1]

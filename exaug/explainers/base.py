@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import numbers
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..utils.checks import check_images
 from ..utils.isolation import isolated
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "resolve_targets",
     "resolve_layer",
     "find_default_cam_layer",
+    "positive_int",
     "targets_or_predicted",
 ]
 
@@ -200,7 +203,7 @@ class Explainer(abc.ABC):
         Returns:
             :class:`Explanation` with ``saliency`` ``(B, 1, H, W)``.
         """
-        self._check_images(images)
+        check_images(images)
         targets = resolve_targets(targets, images.shape[0], None, images.device)
         if self.uses_layer and self.layer is None:
             self.layer_name = find_default_cam_layer(self.model, images)
@@ -239,21 +242,22 @@ class Explainer(abc.ABC):
             logits ``(B, K)`` or ``None``, and the ``(B,)`` targets actually explained.
         """
 
-    def _predict(self, images: Tensor) -> Tensor:
-        """Predicted classes ``(B,)`` from one no-grad forward (for backends without a forward of their own)."""
-        with torch.no_grad():
-            return self.model(images).argmax(dim=1)
+    def _forward_logits(self, images: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor]:
+        """One no-grad forward: the logits to report and the targets to explain.
 
-    @staticmethod
-    def _check_images(images: Tensor) -> None:
-        if not isinstance(images, Tensor):
-            raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
-        if images.dim() != 4:
-            raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
-        if not images.dtype.is_floating_point:
-            raise TypeError(f"images must be floating point (normalised), got dtype {images.dtype}")
-        if images.shape[0] == 0:
-            raise ValueError("images is an empty batch (B = 0)")
+        Library backends do not hand back their logits, and explicit targets can only be range-checked against
+        the number of classes, so this forward is what turns bad ``targets`` into a clear ``ValueError`` instead
+        of an index error deep inside a library.
+
+        Returns:
+            ``(logits, targets)``: ``(B, K)`` detached logits and ``(B,)`` int64 targets.
+        """
+        with torch.no_grad():
+            logits = self.model(images)
+        if not isinstance(logits, Tensor) or logits.dim() != 2:
+            shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+            raise ValueError(f"the model must return logits of shape (B, K), got {shape}")
+        return logits, targets_or_predicted(logits, targets)
 
     def extra_repr(self) -> str:
         return ""
@@ -270,6 +274,15 @@ class Explainer(abc.ABC):
         if extra:
             parts.append(extra)
         return f"{type(self).__name__}({', '.join(parts)})"
+
+
+def positive_int(name: str, value: Any, allow_none: bool = False) -> int | None:
+    """``value`` as an int >= 1 (or ``None`` when allowed), else a ``ValueError`` naming the option."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive int{' or None' if allow_none else ''}, got {value!r}")
+    return int(value)
 
 
 def targets_or_predicted(logits: Tensor, targets: Tensor | None) -> Tensor:

@@ -135,9 +135,7 @@ class RandomSaliency(Explainer):
         self._generator: torch.Generator | None = None
 
     def _attribute(self, images: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor]:
-        with torch.no_grad():
-            logits = self.model(images)
-        targets = targets_or_predicted(logits, targets)
+        logits, targets = self._forward_logits(images, targets)
         b, _, h, w = images.shape
         size = (self.grid, self.grid) if self.grid else (h, w)
         if self.seed is not None:

@@ -14,7 +14,7 @@ from torch import nn
 
 from .base import Explainer
 
-__all__ = ["register_explainer", "create_explainer", "list_explainers", "describe_explainers"]
+__all__ = ["register_explainer", "create_explainer", "list_explainers", "describe_explainers", "explainer_uses_layer"]
 
 _REGISTRY: dict[str, Callable[..., Explainer]] = {}
 _DESCRIPTIONS: dict[str, str] = {}
@@ -58,6 +58,17 @@ def list_explainers() -> list[str]:
 def describe_explainers() -> dict[str, str]:
     """``{name: one-line description}`` for every registered explainer, sorted by name."""
     return {name: _DESCRIPTIONS[name] for name in list_explainers()}
+
+
+def explainer_uses_layer(name: str) -> bool:
+    """Whether the explainer registered as ``name`` takes a ``target_layer`` (the CAM family).
+
+    Plain factories (not :class:`Explainer` subclasses) are assumed to accept one.
+    """
+    if name not in _REGISTRY:
+        create_explainer(name, nn.Identity())  # raises the helpful unknown-name error
+    factory = _REGISTRY[name]
+    return not (isinstance(factory, type) and issubclass(factory, Explainer)) or factory.uses_layer
 
 
 def create_explainer(

@@ -1,0 +1,527 @@
+"""Captum attribution methods as exaug explainers.
+
+Every backend here runs one no-grad forward (to report the logits and to resolve / range-check the targets),
+then one Captum ``attribute(inputs, target=targets)`` call with ``targets`` the ``(B,)`` tensor, on a fresh leaf
+copy of the images that requires grad. That makes gradients flow when the caller is under ``torch.no_grad()`` or
+the model is frozen, and keeps Captum's ``requires_grad`` bookkeeping away from the caller's tensor. The base class
+runs all of it inside :func:`exaug.utils.isolation.isolated`, which matters here: Captum never switches the model
+to eval, so without it BatchNorm running statistics would drift and dropout would be on.
+
+Pixel attributions ``(B, C, H, W)`` are reduced to one map ``(B, 1, H, W)`` by :func:`reduce_channels`.
+
+Captum is imported lazily (it takes seconds), only when an attribution is computed.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+import numbers
+import warnings
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .base import Explainer, positive_int
+from .registry import register_explainer
+
+__all__ = [
+    "CHANNEL_REDUCTIONS",
+    "reduce_channels",
+    "make_baseline",
+    "CaptumExplainer",
+    "CaptumPixelExplainer",
+    "IntegratedGradientsExplainer",
+    "SmoothGradExplainer",
+    "GradientShapExplainer",
+    "SaliencyExplainer",
+    "InputXGradientExplainer",
+    "GuidedBackpropExplainer",
+    "DeconvolutionExplainer",
+    "OcclusionExplainer",
+    "CaptumLayerGradCamExplainer",
+]
+
+#: Ways to turn ``(B, C, H, W)`` pixel attributions into one map per image, see :func:`reduce_channels`.
+CHANNEL_REDUCTIONS: tuple[str, ...] = ("abs_sum", "sum", "positive_sum", "l2")
+
+#: Per-sample baselines understood by :func:`make_baseline` (besides a number or a tensor).
+BASELINES: tuple[str, ...] = ("zero", "blur")
+
+
+def reduce_channels(attributions: Tensor, how: str = "abs_sum") -> Tensor:
+    """Reduce pixel attributions over the channel dimension.
+
+    Args:
+        attributions: ``(B, C, H, W)``.
+        how: ``"abs_sum"`` (``sum_c |a_c|``: evidence for and against the class both count as important),
+            ``"sum"`` (signed ``sum_c a_c``), ``"positive_sum"`` (``ReLU(sum_c a_c)``: only evidence for the class)
+            or ``"l2"`` (``sqrt(sum_c a_c^2)``).
+
+    Returns:
+        ``(B, 1, H, W)``.
+    """
+    if attributions.dim() != 4:
+        raise ValueError(f"attributions must have shape (B, C, H, W), got {tuple(attributions.shape)}")
+    if how == "abs_sum":
+        return attributions.abs().sum(dim=1, keepdim=True)
+    if how == "sum":
+        return attributions.sum(dim=1, keepdim=True)
+    if how == "positive_sum":
+        return attributions.sum(dim=1, keepdim=True).clamp_min(0)
+    if how == "l2":
+        return attributions.pow(2).sum(dim=1, keepdim=True).sqrt()
+    raise ValueError(f"channel_reduction must be one of {CHANNEL_REDUCTIONS}, got {how!r}")
+
+
+def _check_baseline(baseline: Any, name: str = "baseline", extra: tuple[str, ...] = ()) -> Any:
+    """Validate a baseline option at construction time (the tensor shape is checked per call)."""
+    if isinstance(baseline, Tensor) or (isinstance(baseline, numbers.Real) and not isinstance(baseline, bool)):
+        return baseline
+    allowed = BASELINES + extra
+    if isinstance(baseline, str) and baseline in allowed:
+        return baseline
+    raise ValueError(f"{name} must be one of {allowed}, a number or a tensor, got {baseline!r}")
+
+
+def make_baseline(images: Tensor, baseline: str | float | Tensor) -> Tensor:
+    """Per-sample reference images for path and perturbation methods.
+
+    Args:
+        images: ``(B, C, H, W)`` normalised batch.
+        baseline: ``"zero"`` (zeros in normalised space, i.e. the dataset-mean colour when images are
+            standardised), ``"blur"`` (each image blurred with :func:`exaug.augment.gaussian_blur`, the same blur
+            as the masking fill), a number (constant image) or a tensor ``(C, H, W)``, ``(1, C, H, W)`` or
+            ``(B, C, H, W)``.
+
+    Returns:
+        ``(B, C, H, W)`` on the device and dtype of ``images``, detached.
+    """
+    images = images.detach()
+    if isinstance(baseline, Tensor):
+        ref = baseline.detach().to(device=images.device, dtype=images.dtype)
+        if ref.dim() == 3:
+            ref = ref.unsqueeze(0)
+        if ref.dim() != 4 or ref.shape[1:] != images.shape[1:] or ref.shape[0] not in (1, images.shape[0]):
+            raise ValueError(
+                f"baseline tensor must have shape (C, H, W), (1, C, H, W) or (B, C, H, W) = {tuple(images.shape)}, "
+                f"got {tuple(baseline.shape)}"
+            )
+        return ref.expand_as(images)
+    if baseline == "zero":
+        return torch.zeros_like(images)
+    if baseline == "blur":
+        # Lazy: exaug.augment imports the explainers package, and the blur imports kornia.
+        from ..augment.masking import gaussian_blur
+
+        return gaussian_blur(images)
+    if isinstance(baseline, numbers.Real) and not isinstance(baseline, bool):
+        return torch.full_like(images, float(baseline))
+    raise ValueError(f"baseline must be one of {BASELINES}, a number or a tensor, got {baseline!r}")
+
+
+def _non_negative_float(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+    return float(value)
+
+
+class CaptumExplainer(Explainer):
+    """Shared driver of the Captum backends (not registered itself).
+
+    Subclasses implement :meth:`_captum_map`, which receives the input leaf and the resolved targets and returns
+    the raw map ``(B, 1, h, w)``.
+    """
+
+    #: Whether the method differentiates the model (False for perturbation methods, which then skip the graph).
+    needs_input_grad: bool = True
+
+    def _attribute(self, images: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor]:
+        logits, targets = self._forward_logits(images, targets)
+        with torch.set_grad_enabled(self.needs_input_grad):
+            # A fresh leaf: Captum toggles requires_grad on its inputs, and a frozen model or a no_grad caller would
+            # otherwise leave nothing to differentiate.
+            inputs = images.detach().requires_grad_(self.needs_input_grad)
+            raw = self._captum_map(inputs, targets)
+        return raw.detach(), logits, targets
+
+    @abc.abstractmethod
+    def _captum_map(self, inputs: Tensor, targets: Tensor) -> Tensor:
+        """Raw map ``(B, 1, h, w)`` for ``inputs`` ``(B, C, H, W)`` and ``targets`` ``(B,)``."""
+
+
+class CaptumPixelExplainer(CaptumExplainer):
+    """Captum methods that attribute to input pixels ``(B, C, H, W)``; the map is their channel reduction.
+
+    Subclasses implement :meth:`attributions`.
+
+    Args:
+        model: maps images to logits.
+        channel_reduction: one of :data:`CHANNEL_REDUCTIONS` (see :func:`reduce_channels`).
+    """
+
+    def __init__(self, model: nn.Module, *, channel_reduction: str = "abs_sum") -> None:
+        super().__init__(model)
+        if channel_reduction not in CHANNEL_REDUCTIONS:
+            raise ValueError(f"channel_reduction must be one of {CHANNEL_REDUCTIONS}, got {channel_reduction!r}")
+        self.channel_reduction = channel_reduction
+
+    @abc.abstractmethod
+    def attributions(self, inputs: Tensor, targets: Tensor) -> Tensor:
+        """Raw Captum attributions ``(B, C, H, W)``: no isolation, no reduction (for tests and analysis).
+
+        Args:
+            inputs: ``(B, C, H, W)`` leaf that requires grad (for gradient methods).
+            targets: ``(B,)`` int64.
+        """
+
+    def _captum_map(self, inputs: Tensor, targets: Tensor) -> Tensor:
+        return reduce_channels(self.attributions(inputs, targets).detach(), self.channel_reduction)
+
+    def extra_repr(self) -> str:
+        return f"channel_reduction={self.channel_reduction!r}"
+
+
+@register_explainer("integrated_gradients")
+class IntegratedGradientsExplainer(CaptumPixelExplainer):
+    """Integrated Gradients (Sundararajan et al. 2017) via ``captum.attr.IntegratedGradients``.
+
+    Args:
+        model: maps images to logits.
+        n_steps: points on the path from the baseline to the image (cost: ``n_steps`` forward+backward passes).
+        internal_batch_size: evaluate the ``B * n_steps`` path points in chunks of this size (memory bound);
+            ``None``: all at once.
+        baseline: ``"zero"``, ``"blur"``, a number or a tensor, see :func:`make_baseline`.
+        method: Captum's quadrature, ``"gausslegendre"`` (default) or ``"riemann_{left,right,middle,trapezoid}"``.
+        channel_reduction: see :func:`reduce_channels`.
+    """
+
+    description = "Integrated Gradients (Captum); n_steps=16, baseline zero|blur|number|tensor"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        n_steps: int = 16,
+        internal_batch_size: int | None = None,
+        baseline: str | float | Tensor = "zero",
+        method: str = "gausslegendre",
+        channel_reduction: str = "abs_sum",
+    ) -> None:
+        super().__init__(model, channel_reduction=channel_reduction)
+        self.n_steps = positive_int("n_steps", n_steps)
+        self.internal_batch_size = positive_int("internal_batch_size", internal_batch_size, allow_none=True)
+        self.baseline = _check_baseline(baseline)
+        self.method = method
+
+    def attributions(self, inputs: Tensor, targets: Tensor) -> Tensor:
+        from captum.attr import IntegratedGradients
+
+        return IntegratedGradients(self.model).attribute(
+            inputs,
+            baselines=make_baseline(inputs, self.baseline),
+            target=targets,
+            n_steps=self.n_steps,
+            method=self.method,
+            internal_batch_size=self.internal_batch_size,
+        )
+
+    def extra_repr(self) -> str:
+        baseline = "tensor" if isinstance(self.baseline, Tensor) else repr(self.baseline)
+        return f"n_steps={self.n_steps}, baseline={baseline}, method={self.method!r}, {super().extra_repr()}"
+
+
+@register_explainer("smoothgrad")
+class SmoothGradExplainer(CaptumPixelExplainer):
+    """SmoothGrad (Smilkov et al. 2017): ``captum.attr.NoiseTunnel`` over ``Saliency`` with signed gradients.
+
+    The signed gradients of the noisy copies are averaged (the paper's definition); the channel reduction then
+    takes the magnitude (``abs_sum``) or keeps the sign.
+
+    Args:
+        model: maps images to logits.
+        nt_samples: noisy copies per image (cost: ``nt_samples`` forward+backward passes).
+        nt_samples_batch_size: copies evaluated per pass (memory bound); ``None``: all at once.
+        noise_level: noise standard deviation as a fraction of the batch's value range ``max(x) - min(x)`` (the
+            paper's 10-20 %). Captum's ``stdevs`` are absolute input units, so this is converted per call.
+        stdevs: absolute standard deviation in input units; when given, ``noise_level`` is ignored.
+        channel_reduction: see :func:`reduce_channels`.
+
+    Noise comes from torch's global RNG (Captum takes no generator): seed it for reproducible maps.
+    """
+
+    description = "SmoothGrad (Captum NoiseTunnel over Saliency); nt_samples=8, noise_level=0.15 of the value range"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        nt_samples: int = 8,
+        nt_samples_batch_size: int | None = None,
+        noise_level: float = 0.15,
+        stdevs: float | None = None,
+        channel_reduction: str = "abs_sum",
+    ) -> None:
+        super().__init__(model, channel_reduction=channel_reduction)
+        self.nt_samples = positive_int("nt_samples", nt_samples)
+        self.nt_samples_batch_size = positive_int("nt_samples_batch_size", nt_samples_batch_size, allow_none=True)
+        self.noise_level = _non_negative_float("noise_level", noise_level)
+        self.stdevs = None if stdevs is None else _non_negative_float("stdevs", stdevs)
+
+    def noise_std(self, images: Tensor) -> float:
+        """Absolute noise standard deviation for this batch (one host sync)."""
+        if self.stdevs is not None:
+            return self.stdevs
+        return self.noise_level * float(images.detach().amax() - images.detach().amin())
+
+    def attributions(self, inputs: Tensor, targets: Tensor) -> Tensor:
+        from captum.attr import NoiseTunnel, Saliency
+
+        return NoiseTunnel(Saliency(self.model)).attribute(
+            inputs,
+            nt_type="smoothgrad",
+            nt_samples=self.nt_samples,
+            nt_samples_batch_size=self.nt_samples_batch_size,
+            stdevs=self.noise_std(inputs),
+            target=targets,
+            abs=False,
+        )
+
+    def extra_repr(self) -> str:
+        noise = f"stdevs={self.stdevs}" if self.stdevs is not None else f"noise_level={self.noise_level}"
+        return f"nt_samples={self.nt_samples}, {noise}, {super().extra_repr()}"
+
+
+@register_explainer("gradient_shap")
+class GradientShapExplainer(CaptumPixelExplainer):
+    """GradientSHAP (Lundberg & Lee 2017) as in ``captum.attr.GradientShap``.
+
+    Each of the ``n_samples`` draws takes a baseline ``b``, a point ``b + u (x + noise - b)`` with
+    ``u ~ U(0, 1)`` and attributes ``(x - b) * gradient`` there; the draws are averaged.
+
+    Args:
+        model: maps images to logits.
+        n_samples: draws per image (cost: ``n_samples`` forward+backward passes).
+        stdevs: absolute standard deviation (input units) of the noise added to the image, Captum's default 0.
+        baselines: where the path starts.
+
+            * ``"zero+blur"`` (default): both the zero image and the image's own blur (see :func:`make_baseline`),
+              stratified: half of the draws (rounded up) start from each, and the two means are averaged.
+            * ``"zero"``, ``"blur"`` or a number: that one per-sample baseline.
+            * a tensor ``(N, C, H, W)``: a baseline *distribution* shared by the batch, passed to
+              ``GradientShap`` unchanged (each draw picks a random row, as in Captum).
+
+            Captum's ``GradientShap`` only draws from a shared distribution, so the per-sample baselines run
+            its building blocks (``NoiseTunnel`` over ``InputBaselineXGradient``) directly, in one batched call.
+        channel_reduction: see :func:`reduce_channels`.
+
+    Draws use numpy's and torch's global RNGs (as Captum does): seed both for reproducible maps.
+    """
+
+    description = "GradientSHAP (Captum); n_samples=8, baselines zero+blur of each image by default"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        n_samples: int = 8,
+        stdevs: float = 0.0,
+        baselines: str | float | Tensor = "zero+blur",
+        channel_reduction: str = "abs_sum",
+    ) -> None:
+        super().__init__(model, channel_reduction=channel_reduction)
+        self.n_samples = positive_int("n_samples", n_samples)
+        self.stdevs = _non_negative_float("stdevs", stdevs)
+        self.baselines = _check_baseline(baselines, "baselines", extra=("zero+blur",))
+
+    def attributions(self, inputs: Tensor, targets: Tensor) -> Tensor:
+        if isinstance(self.baselines, Tensor):
+            from captum.attr import GradientShap
+
+            distribution = self.baselines.detach().to(device=inputs.device, dtype=inputs.dtype)
+            if distribution.dim() == 3:
+                distribution = distribution.unsqueeze(0)
+            if distribution.dim() != 4 or distribution.shape[1:] != inputs.shape[1:]:
+                raise ValueError(
+                    f"a baselines tensor is a distribution (N, C, H, W) with (C, H, W) = {tuple(inputs.shape[1:])}, "
+                    f"got {tuple(self.baselines.shape)}"
+                )
+            return GradientShap(self.model).attribute(
+                inputs, baselines=distribution, n_samples=self.n_samples, stdevs=self.stdevs, target=targets
+            )
+        from captum.attr import NoiseTunnel
+        from captum.attr._core.gradient_shap import InputBaselineXGradient
+
+        kinds = ("zero", "blur") if self.baselines == "zero+blur" else (self.baselines,)
+        k, b = len(kinds), inputs.shape[0]
+        # One batched call: the batch repeated once per baseline kind, each copy with its own baselines.
+        stacked = inputs.detach().repeat(k, 1, 1, 1).requires_grad_(True)
+        references = torch.cat([make_baseline(inputs, kind) for kind in kinds])
+        attributions = NoiseTunnel(InputBaselineXGradient(self.model)).attribute(
+            stacked,
+            nt_type="smoothgrad",
+            nt_samples=math.ceil(self.n_samples / k),
+            stdevs=self.stdevs,
+            draw_baseline_from_distrib=False,
+            baselines=references,
+            target=targets.repeat(k),
+        )
+        return attributions.view(k, b, *inputs.shape[1:]).mean(dim=0)
+
+    def extra_repr(self) -> str:
+        baselines = "tensor" if isinstance(self.baselines, Tensor) else repr(self.baselines)
+        return f"n_samples={self.n_samples}, stdevs={self.stdevs}, baselines={baselines}, {super().extra_repr()}"
+
+
+class _SimpleCaptumExplainer(CaptumPixelExplainer):
+    """Captum methods whose ``attribute`` needs only the inputs and the target (plus fixed ``_kwargs``)."""
+
+    _captum_class: str = ""
+    _kwargs: dict[str, Any] = {}
+
+    def attributions(self, inputs: Tensor, targets: Tensor) -> Tensor:
+        import captum.attr
+
+        method = getattr(captum.attr, self._captum_class)(self.model)
+        with warnings.catch_warnings():
+            # Guided backprop / deconvolution warn on every call that they set (and then remove) ReLU hooks.
+            warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU activations")
+            return method.attribute(inputs, target=targets, **self._kwargs)
+
+
+@register_explainer("saliency")
+class SaliencyExplainer(_SimpleCaptumExplainer):
+    """Vanilla gradient saliency (Simonyan et al. 2014): ``captum.attr.Saliency`` with ``abs=True``, ``|df/dx|``."""
+
+    description = "absolute input gradient (Captum Saliency); one forward+backward"
+    _captum_class = "Saliency"
+    _kwargs = {"abs": True}
+
+
+@register_explainer("input_x_gradient")
+class InputXGradientExplainer(_SimpleCaptumExplainer):
+    """Input times gradient (Shrikumar et al. 2016): ``captum.attr.InputXGradient``."""
+
+    description = "input x gradient (Captum InputXGradient); one forward+backward"
+    _captum_class = "InputXGradient"
+
+
+@register_explainer("guided_backprop")
+class GuidedBackpropExplainer(_SimpleCaptumExplainer):
+    """Guided backpropagation (Springenberg et al. 2015): ``captum.attr.GuidedBackprop``.
+
+    Only ``nn.ReLU`` modules are modified (functional ``F.relu`` calls are not). ReLU modules that are reused
+    within one forward (torchvision's ResNet blocks) are handled correctly: the override only needs the gradient
+    arriving at each call's input (tested against a per-call reference).
+    """
+
+    description = "guided backprop (Captum GuidedBackprop; nn.ReLU modules only)"
+    _captum_class = "GuidedBackprop"
+
+
+@register_explainer("deconvolution")
+class DeconvolutionExplainer(_SimpleCaptumExplainer):
+    """Deconvolution (Zeiler & Fergus 2014): ``captum.attr.Deconvolution``.
+
+    Only ``nn.ReLU`` modules are modified. Captum keeps the output gradient per module, not per call; for
+    sequentially reused ReLUs (torchvision's ResNet blocks) each call's input gradient is computed right after
+    its own output gradient, so the result is still exact (tested against a per-call reference). A ReLU module
+    applied to two *parallel* branches would break this.
+    """
+
+    description = "deconvolution (Captum Deconvolution; nn.ReLU modules only)"
+    _captum_class = "Deconvolution"
+
+
+@register_explainer("occlusion")
+class OcclusionExplainer(CaptumPixelExplainer):
+    """Occlusion (Zeiler & Fergus 2014): ``captum.attr.Occlusion`` with square windows over all channels.
+
+    Each pixel gets the mean drop of the target logit over the windows that cover it when they are replaced by
+    the baseline (positive = evidence for the class).
+
+    Args:
+        model: maps images to logits.
+        window: side of the square occlusion window (pixels, all channels at once).
+        stride: step between windows; at most ``window`` so every pixel is covered.
+        baseline: what occluded pixels become, see :func:`make_baseline`.
+        perturbations_per_eval: occluded copies evaluated per forward (speed vs memory), Captum's default 1.
+        channel_reduction: see :func:`reduce_channels` (the attribution is equal across channels, so ``"sum"``
+            or ``"positive_sum"`` keep the sign of the effect).
+
+    Cost: ``(ceil((H - window) / stride) + 1) * (ceil((W - window) / stride) + 1)`` forwards, no backward.
+    """
+
+    description = "occlusion (Captum Occlusion): sliding window=8, stride=4, baseline zero; forwards only"
+    needs_input_grad = False
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        window: int = 8,
+        stride: int = 4,
+        baseline: str | float | Tensor = "zero",
+        perturbations_per_eval: int = 1,
+        channel_reduction: str = "abs_sum",
+    ) -> None:
+        super().__init__(model, channel_reduction=channel_reduction)
+        self.window = positive_int("window", window)
+        self.stride = positive_int("stride", stride)
+        if self.stride > self.window:
+            raise ValueError(f"stride ({stride}) must not exceed window ({window}), or some pixels are never occluded")
+        self.baseline = _check_baseline(baseline)
+        self.perturbations_per_eval = positive_int("perturbations_per_eval", perturbations_per_eval)
+
+    def attributions(self, inputs: Tensor, targets: Tensor) -> Tensor:
+        from captum.attr import Occlusion
+
+        c, h, w = inputs.shape[1:]
+        if self.window > min(h, w):
+            raise ValueError(f"occlusion window {self.window} is larger than the images ({h}x{w})")
+        return Occlusion(self.model).attribute(
+            inputs,
+            sliding_window_shapes=(c, self.window, self.window),
+            strides=(c, self.stride, self.stride),
+            baselines=make_baseline(inputs, self.baseline),
+            target=targets,
+            perturbations_per_eval=self.perturbations_per_eval,
+        )
+
+    def extra_repr(self) -> str:
+        baseline = "tensor" if isinstance(self.baseline, Tensor) else repr(self.baseline)
+        return f"window={self.window}, stride={self.stride}, baseline={baseline}, {super().extra_repr()}"
+
+
+@register_explainer("captum.layer_gradcam")
+class CaptumLayerGradCamExplainer(CaptumExplainer):
+    """Grad-CAM through ``captum.attr.LayerGradCam``: a reference for the native ``gradcam``.
+
+    Args:
+        model: maps images to logits.
+        target_layer: dotted path or module; default: the last module with a spatial output larger than 1x1.
+        relu_attributions: ReLU on the map. Captum's default is ``False`` (signed map), and so is ours, unlike the
+            native ``gradcam`` (``relu=True``); with ``True`` both give the same maps.
+    """
+
+    description = "Grad-CAM via Captum LayerGradCam (reference); relu_attributions=False (Captum's default)"
+    uses_layer = True
+
+    def __init__(
+        self, model: nn.Module, *, target_layer: str | nn.Module | None = None, relu_attributions: bool = False
+    ) -> None:
+        super().__init__(model, target_layer=target_layer)
+        self.relu_attributions = bool(relu_attributions)
+
+    def _captum_map(self, inputs: Tensor, targets: Tensor) -> Tensor:
+        from captum.attr import LayerGradCam
+
+        assert self.layer is not None
+        return LayerGradCam(self.model, self.layer).attribute(
+            inputs, target=targets, relu_attributions=self.relu_attributions
+        )
+
+    def extra_repr(self) -> str:
+        return f"relu_attributions={self.relu_attributions}"
+

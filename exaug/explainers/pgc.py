@@ -1,0 +1,466 @@
+"""pytorch-grad-cam backends (``pgc.*``): the CAM methods of pytorch-grad-cam 1.5 as exaug explainers.
+
+These are reference implementations: per-sample Python targets, activations copied to numpy, per-image OpenCV
+resizing, a full backward for the gradient methods. Use the native ``gradcam`` inside training loops.
+
+pytorch-grad-cam has side effects that must not reach the caller, and each is handled here or in the base class:
+
+* its constructor calls ``model.eval()`` and never restores the mode; every call runs ``model.zero_grad()`` and
+  a full ``backward()``: the base class runs :meth:`Explainer._attribute` inside
+  :func:`exaug.utils.isolation.isolated`, which restores training flags and ``.grad`` tensors;
+* its forward hooks stay registered until ``release()`` (or a ``with`` exit, which also *swallows* an
+  ``IndexError``): the CAM object is built per call and released in ``finally``, without ``with``;
+* AblationCAM swaps the target layer for an ``AblationLayer`` and puts it back only on success, and its default
+  ``AblationLayer`` is one instance shared by every AblationCAM that keeps the last batch alive: the module tree is
+  restored in ``finally`` and every call gets a fresh ``AblationLayer``;
+* ScoreCAM and AblationCAM print tqdm progress bars per image: silenced for the duration of the call.
+
+The library is imported lazily (it takes seconds), only when a map is computed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import types
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .base import Explainer, positive_int
+from .registry import register_explainer
+
+__all__ = [
+    "PGCExplainer",
+    "PGCGradCAM",
+    "PGCHiResCAM",
+    "PGCGradCAMElementWise",
+    "PGCGradCAMPlusPlus",
+    "PGCXGradCAM",
+    "PGCLayerCAM",
+    "PGCEigenCAM",
+    "PGCEigenGradCAM",
+    "PGCKPCACAM",
+    "PGCFEM",
+    "PGCSegEigenCAM",
+    "PGCShapleyCAM",
+    "PGCRandomCAM",
+    "PGCScoreCAM",
+    "PGCAblationCAM",
+    "PGCFullGrad",
+    "PGCFinerCAM",
+]
+
+
+def _pgc() -> types.ModuleType:
+    import pytorch_grad_cam
+
+    return pytorch_grad_cam
+
+
+@contextlib.contextmanager
+def _module_tree_restored(model: nn.Module) -> Iterator[None]:
+    """Put every child module back in place on exit, whatever a library swapped in (and even on exceptions)."""
+    children = [(parent, name, child) for parent in model.modules() for name, child in parent._modules.items()]
+    try:
+        yield
+    finally:
+        for parent, name, child in children:
+            if parent._modules.get(name) is not child:
+                parent._modules[name] = child
+
+
+def _no_progress_bar(iterable: Any, *args: Any, **kwargs: Any) -> Any:
+    return iterable
+
+
+@contextlib.contextmanager
+def _quiet_progress_bars() -> Iterator[None]:
+    """Silence the per-image tqdm bars of ScoreCAM and AblationCAM (they write to stderr on every call)."""
+    import pytorch_grad_cam.ablation_cam
+    import pytorch_grad_cam.score_cam
+
+    modules = [m for m in (pytorch_grad_cam.score_cam, pytorch_grad_cam.ablation_cam) if hasattr(m, "tqdm")]
+    saved = [m.tqdm for m in modules]
+    quiet = types.SimpleNamespace(tqdm=_no_progress_bar)
+    try:
+        for m in modules:
+            m.tqdm = quiet
+        yield
+    finally:
+        for m, original in zip(modules, saved):
+            m.tqdm = original
+
+
+class PGCExplainer(Explainer):
+    """Shared wrapper of the pytorch-grad-cam methods (not registered itself; subclasses set ``cam_class``).
+
+    Args:
+        model: maps images to logits.
+        target_layer: dotted path or module; default: the last module with a spatial output larger than 1x1.
+        reshape_transform: pytorch-grad-cam's hook to turn non-``(B, C, h, w)`` activations (e.g. ViT tokens) into
+            feature maps; ``None`` for CNNs.
+        aug_smooth: pytorch-grad-cam's test-time augmentation (horizontal flip x brightness 0.9 / 1.0 / 1.1, six
+            passes, averaged).
+        eigen_smooth: replace the weighted channel sum by the first principal component of the weighted
+            activations (less noise).
+    """
+
+    uses_layer = True
+    #: Name of the class in ``pytorch_grad_cam``.
+    cam_class: str = ""
+    #: Whether the pgc object's ``__call__`` accepts ``aug_smooth``.
+    supports_aug_smooth: bool = True
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        target_layer: str | nn.Module | None = None,
+        reshape_transform: Callable[[Tensor], Tensor] | None = None,
+        aug_smooth: bool = False,
+        eigen_smooth: bool = False,
+    ) -> None:
+        super().__init__(model, target_layer=target_layer)
+        if aug_smooth and not self.supports_aug_smooth:
+            raise ValueError(f"{type(self).__name__} does not support aug_smooth")
+        self.reshape_transform = reshape_transform
+        self.aug_smooth = bool(aug_smooth)
+        self.eigen_smooth = bool(eigen_smooth)
+
+    # -- steps that subclasses adapt ------------------------------------------------------------------------
+    def _cam_layers(self) -> list[nn.Module]:
+        assert self.layer is not None
+        return [self.layer]
+
+    def _cam_kwargs(self) -> dict[str, Any]:
+        """Extra constructor arguments of the pgc class."""
+        return {}
+
+    def _create_cam(self) -> Any:
+        cam_type = getattr(_pgc(), self.cam_class)
+        return cam_type(self.model, self._cam_layers(), reshape_transform=self.reshape_transform, **self._cam_kwargs())
+
+    def _pgc_targets(self, logits: Tensor, targets: Tensor) -> list[Any]:
+        """One pgc target object per sample (pgc's interface is a Python list)."""
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        return [ClassifierOutputTarget(t) for t in targets.tolist()]
+
+    def _run(self, cam: Any, inputs: Tensor, pgc_targets: list[Any]) -> np.ndarray:
+        return cam(inputs, pgc_targets, aug_smooth=self.aug_smooth, eigen_smooth=self.eigen_smooth)
+
+    # -- the contract ---------------------------------------------------------------------------------------
+    def _attribute(self, images: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor]:
+        logits, targets = self._forward_logits(images, targets)
+        pgc_targets = self._pgc_targets(logits, targets)
+        with _module_tree_restored(self.model), _quiet_progress_bars():
+            cam = self._create_cam()
+            core = getattr(cam, "base_cam", cam)  # FinerCAM wraps a BaseCAM
+            try:
+                needs_grad = bool(core.uses_gradients or core.compute_input_gradient)
+                with torch.set_grad_enabled(needs_grad):
+                    # A fresh leaf that requires grad: with a frozen model (or a no_grad caller) pgc's gradient hooks
+                    # would otherwise never fire.
+                    inputs = images.detach().requires_grad_(needs_grad)
+                    maps = self._run(cam, inputs, pgc_targets)
+            finally:
+                core.activations_and_grads.release()
+        raw = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32)).to(images.device)
+        return raw, logits, targets
+
+    def extra_repr(self) -> str:
+        parts = []
+        if self.aug_smooth:
+            parts.append("aug_smooth=True")
+        if self.eigen_smooth:
+            parts.append("eigen_smooth=True")
+        return ", ".join(parts)
+
+
+@register_explainer("pgc.gradcam")
+class PGCGradCAM(PGCExplainer):
+    """Grad-CAM (pytorch-grad-cam ``GradCAM``): channel weights = spatial mean of the gradient."""
+
+    description = "pytorch-grad-cam GradCAM (reference for the native gradcam)"
+    cam_class = "GradCAM"
+
+
+@register_explainer("pgc.hirescam")
+class PGCHiResCAM(PGCExplainer):
+    """HiResCAM (Draelos & Carin 2020): element-wise gradient x activation, summed over channels."""
+
+    description = "pytorch-grad-cam HiResCAM: sum_k grad * activation (faithful to the model's computation)"
+    cam_class = "HiResCAM"
+
+
+@register_explainer("pgc.gradcam_elementwise")
+class PGCGradCAMElementWise(PGCExplainer):
+    """Grad-CAM element-wise: ``sum_k ReLU(grad * activation)``."""
+
+    description = "pytorch-grad-cam GradCAMElementWise: sum_k ReLU(grad * activation)"
+    cam_class = "GradCAMElementWise"
+
+
+@register_explainer("pgc.gradcam++")
+class PGCGradCAMPlusPlus(PGCExplainer):
+    """Grad-CAM++ (Chattopadhay et al. 2018): second-order-style weighting of positive gradients."""
+
+    description = "pytorch-grad-cam GradCAMPlusPlus"
+    cam_class = "GradCAMPlusPlus"
+
+
+@register_explainer("pgc.xgradcam")
+class PGCXGradCAM(PGCExplainer):
+    """XGrad-CAM (Fu et al. 2020): gradients weighted by the normalised activations."""
+
+    description = "pytorch-grad-cam XGradCAM"
+    cam_class = "XGradCAM"
+
+
+@register_explainer("pgc.layercam")
+class PGCLayerCAM(PGCExplainer):
+    """LayerCAM (Jiang et al. 2021): ``sum_k ReLU(grad) * activation``, usable on early layers."""
+
+    description = "pytorch-grad-cam LayerCAM: sum_k ReLU(grad) * activation"
+    cam_class = "LayerCAM"
+
+
+@register_explainer("pgc.eigencam")
+class PGCEigenCAM(PGCExplainer):
+    """Eigen-CAM (Muhammad & Yeasin 2020): first principal component of the activations; ignores the target."""
+
+    description = "pytorch-grad-cam EigenCAM: first principal component of the activations (class-agnostic)"
+    cam_class = "EigenCAM"
+
+
+@register_explainer("pgc.eigengradcam")
+class PGCEigenGradCAM(PGCExplainer):
+    """Eigen-Grad-CAM: first principal component of gradient x activation."""
+
+    description = "pytorch-grad-cam EigenGradCAM: first principal component of grad * activation"
+    cam_class = "EigenGradCAM"
+
+
+@register_explainer("pgc.kpca_cam")
+class PGCKPCACAM(PGCExplainer):
+    """KPCA-CAM (Karmani et al. 2024): first kernel principal component of the activations; ignores the target.
+
+    Args:
+        kernel: scikit-learn ``KernelPCA`` kernel (pgc's default ``"sigmoid"``).
+        gamma: kernel coefficient (``None``: scikit-learn's default).
+        **options: see :class:`PGCExplainer`.
+    """
+
+    description = "pytorch-grad-cam KPCA_CAM: kernel PCA of the activations (class-agnostic, scikit-learn)"
+    cam_class = "KPCA_CAM"
+
+    def __init__(
+        self, model: nn.Module, *, kernel: str = "sigmoid", gamma: float | None = None, **options: Any
+    ) -> None:
+        super().__init__(model, **options)
+        self.kernel = kernel
+        self.gamma = gamma
+
+    def _cam_kwargs(self) -> dict[str, Any]:
+        return {"kernel": self.kernel, "gamma": self.gamma}
+
+
+@register_explainer("pgc.fem")
+class PGCFEM(PGCExplainer):
+    """FEM (Fuad et al. 2020): channels weighted by how often they exceed mean + k std; ignores the target.
+
+    Args:
+        k: the threshold in standard deviations (pgc's default 2).
+        **options: see :class:`PGCExplainer`.
+    """
+
+    description = "pytorch-grad-cam FEM: k-sigma feature explanation (class-agnostic, no gradients)"
+    cam_class = "FEM"
+
+    def __init__(self, model: nn.Module, *, k: float = 2.0, **options: Any) -> None:
+        super().__init__(model, **options)
+        self.k = k
+
+    def _cam_kwargs(self) -> dict[str, Any]:
+        return {"k": self.k}
+
+
+@register_explainer("pgc.seg_eigencam")
+class PGCSegEigenCAM(PGCExplainer):
+    """Seg-Eigen-CAM (Chung & Ying 2025): principal component of ``|grad| * activation`` with a sign correction.
+
+    Designed for segmentation; on a classifier it explains the target logit like Eigen-Grad-CAM with absolute
+    gradients.
+    """
+
+    description = "pytorch-grad-cam SegEigenCAM: sign-corrected principal component of |grad| * activation"
+    cam_class = "SegEigenCAM"
+
+
+@functools.lru_cache(maxsize=None)
+def _shapley_cam_type() -> type:
+    """pgc's ShapleyCAM, fixed for gradients that are constant in the activations.
+
+    pgc differentiates the layer gradient again to get the Hessian-vector product. When the network after the layer
+    is linear in it (GAP + linear head) and the parameters are frozen, that gradient has no graph and pgc raises
+    "element 0 of tensors does not require grad". The product is then exactly zero: attaching the gradient to the
+    activations with a zero factor makes pgc compute that zero itself.
+    """
+    from pytorch_grad_cam import ShapleyCAM
+
+    class FrozenSafeShapleyCAM(ShapleyCAM):
+        def get_cam_weights(self, input_tensor, target_layer, target_category, activations, grads):  # type: ignore
+            if not grads.requires_grad:
+                grads = grads + 0 * activations
+            return super().get_cam_weights(input_tensor, target_layer, target_category, activations, grads)
+
+    return FrozenSafeShapleyCAM
+
+
+@register_explainer("pgc.shapleycam")
+class PGCShapleyCAM(PGCExplainer):
+    """ShapleyCAM (Cai 2025): weights = spatial mean of ``grad - 0.5 * Hessian-vector product`` (double backward).
+
+    pgc's version fails on a frozen model whose head after the layer is linear (the gradient has no graph); here the
+    Hessian-vector product is then zero, as it mathematically is.
+    """
+
+    description = "pytorch-grad-cam ShapleyCAM: gradient and Hessian-vector product weights (double backward)"
+    cam_class = "ShapleyCAM"
+
+    def _create_cam(self) -> Any:
+        return _shapley_cam_type()(self.model, self._cam_layers(), reshape_transform=self.reshape_transform)
+
+
+@register_explainer("pgc.randomcam")
+class PGCRandomCAM(PGCExplainer):
+    """pytorch-grad-cam's control: uniform random channel weights in ``[-1, 1]`` (numpy's global RNG)."""
+
+    description = "pytorch-grad-cam RandomCAM: random channel weights (control; numpy global RNG)"
+    cam_class = "RandomCAM"
+
+
+@register_explainer("pgc.scorecam")
+class PGCScoreCAM(PGCExplainer):
+    """Score-CAM (Wang et al. 2020): channel weights = softmax of the target scores of the image masked by each
+    upsampled activation map. No gradients; ``C`` masked copies of each image for a layer with ``C`` channels.
+
+    Args:
+        batch_size: masked images per forward (pgc's default 16).
+        **options: see :class:`PGCExplainer`.
+    """
+
+    description = "pytorch-grad-cam ScoreCAM: gradient-free, one masked copy per channel and image (batch_size=16)"
+    cam_class = "ScoreCAM"
+
+    def __init__(self, model: nn.Module, *, batch_size: int = 16, **options: Any) -> None:
+        super().__init__(model, **options)
+        self.batch_size = positive_int("batch_size", batch_size)
+
+    def _create_cam(self) -> Any:
+        cam = super()._create_cam()
+        cam.batch_size = self.batch_size  # ScoreCAM reads this attribute; its constructor has no argument for it
+        return cam
+
+
+@register_explainer("pgc.ablationcam")
+class PGCAblationCAM(PGCExplainer):
+    """Ablation-CAM (Desai & Ramaswamy 2020): channel weights = relative drop of the target score when the channel
+    is ablated. No gradients; ``C / batch_size`` forwards of ``batch_size`` copies per image.
+
+    The target layer is swapped for an ``AblationLayer`` during the call; the original module is always put back.
+
+    Args:
+        batch_size: ablated copies per forward (pgc's default 32).
+        ratio_channels_to_ablate: fraction of channels to ablate (pgc's experimental speed-up; 1.0 = all).
+        **options: see :class:`PGCExplainer`.
+    """
+
+    description = "pytorch-grad-cam AblationCAM: gradient-free, ablates each channel (batch_size=32)"
+    cam_class = "AblationCAM"
+
+    def __init__(
+        self, model: nn.Module, *, batch_size: int = 32, ratio_channels_to_ablate: float = 1.0, **options: Any
+    ) -> None:
+        super().__init__(model, **options)
+        if not 0.0 < ratio_channels_to_ablate <= 1.0:
+            raise ValueError(f"ratio_channels_to_ablate must be in (0, 1], got {ratio_channels_to_ablate}")
+        self.batch_size = positive_int("batch_size", batch_size)
+        self.ratio_channels_to_ablate = float(ratio_channels_to_ablate)
+
+    def _cam_kwargs(self) -> dict[str, Any]:
+        from pytorch_grad_cam.ablation_layer import AblationLayer
+
+        # A fresh AblationLayer per call: pgc's default argument is one shared instance that keeps the last batch.
+        return {
+            "ablation_layer": AblationLayer(),
+            "batch_size": self.batch_size,
+            "ratio_channels_to_ablate": self.ratio_channels_to_ablate,
+        }
+
+
+@register_explainer("pgc.fullgrad")
+class PGCFullGrad(PGCExplainer):
+    """FullGrad (Srinivas & Fleuret 2019): ``|input x input-gradient|`` plus ``|bias x gradient|`` of every Conv2d /
+    BatchNorm2d with a bias, each resized to the image and summed.
+
+    It uses every biased layer, never a single target layer, so ``target_layer`` is rejected (``uses_layer`` is
+    False) and no default layer is searched.
+    """
+
+    description = "pytorch-grad-cam FullGrad: input-gradient and bias-gradients of all conv/BN layers (no layer)"
+    uses_layer = False
+    cam_class = "FullGrad"
+
+    def _cam_layers(self) -> list[nn.Module]:
+        return []  # FullGrad finds its own layers (and prints a warning if given any)
+
+
+@register_explainer("pgc.finercam")
+class PGCFinerCAM(PGCExplainer):
+    """Finer-CAM (Zhang et al. 2025): Grad-CAM of the target logit *minus* the logits of the most similar classes,
+    which highlights what tells the target apart from its look-alikes.
+
+    For each sample, the comparison classes are those whose logits are closest to the target's (ranks
+    ``comparison_categories`` of that ordering, the target being rank 0), weighted by their softmax probability,
+    exactly as pytorch-grad-cam does for the predicted class when it is given no targets.
+
+    Args:
+        alpha: strength of the comparison (``FinerWeightedTarget``'s ``alpha``; 0 gives plain Grad-CAM).
+        comparison_categories: ranks of the comparison classes (pgc's default ``(1, 2, 3)``); ranks beyond the
+            number of classes are dropped.
+        **options: see :class:`PGCExplainer` (``aug_smooth`` is not supported by FinerCAM).
+    """
+
+    description = "pytorch-grad-cam FinerCAM: Grad-CAM of target vs its most similar classes (alpha=1)"
+    cam_class = "FinerCAM"
+    supports_aug_smooth = False
+
+    def __init__(
+        self, model: nn.Module, *, alpha: float = 1.0, comparison_categories: Sequence[int] = (1, 2, 3), **options: Any
+    ) -> None:
+        super().__init__(model, **options)
+        ranks = [int(c) for c in comparison_categories]
+        if not ranks or min(ranks) < 1:
+            raise ValueError(f"comparison_categories must be ranks >= 1, got {comparison_categories!r}")
+        self.alpha = float(alpha)
+        self.comparison_categories = tuple(ranks)
+
+    def _pgc_targets(self, logits: Tensor, targets: Tensor) -> list[Any]:
+        from pytorch_grad_cam.utils.model_targets import FinerWeightedTarget
+
+        gap = (logits - logits.gather(1, targets.unsqueeze(1))).abs()
+        gap.scatter_(1, targets.unsqueeze(1), -1.0)  # the target is rank 0 even if another class ties with it
+        order = gap.argsort(dim=1).tolist()
+        ranks = [r for r in self.comparison_categories if r < logits.shape[1]]
+        return [FinerWeightedTarget(row[0], [row[r] for r in ranks], self.alpha) for row in order]
+
+    def _run(self, cam: Any, inputs: Tensor, pgc_targets: list[Any]) -> np.ndarray:
+        return cam(inputs, pgc_targets, eigen_smooth=self.eigen_smooth)
+
+    def extra_repr(self) -> str:
+        parts = [f"alpha={self.alpha}", f"comparison_categories={self.comparison_categories}", super().extra_repr()]
+        return ", ".join(p for p in parts if p)
