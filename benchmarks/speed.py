@@ -1,0 +1,222 @@
+"""Speed of exaug's hot paths, as ratios measured side by side in one run.
+
+    python benchmarks/speed.py            # full run (a few minutes on 2 CPU cores), writes results/speed.json
+    python benchmarks/speed.py --quick    # seconds, for smoke tests
+
+Sections:
+  step     one ExCon / ExConB training step vs a plain SupCon step (CIFAR ResNet-18, 32x32, batch 64,
+           Grad-CAM at the paper's layer2 of the encoder)
+  gradcam  native batched Grad-CAM vs pytorch-grad-cam's GradCAM vs Captum's LayerGradCam, same layer and model,
+           with the max difference of the (re-normalised) maps
+  routing  ExConB augmentation incl. its Grad-CAM with a tiny model (compute negligible, the regime of a GPU) at
+           growing batch sizes, against a naive per-sample implementation of the reference code's loop
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import save, table, time_interleaved  # noqa: E402
+
+import exaug  # noqa: E402
+from exaug.explainers import normalize_saliency  # noqa: E402
+from exaug.losses import ExConBLoss, SupConLoss  # noqa: E402
+from exaug.models import Classifier, LinearClassifier, SupConModel, create_encoder, default_explainer_layer  # noqa: E402
+
+
+def resnet18_models(width: float, num_classes: int, device: torch.device) -> tuple[SupConModel, Classifier]:
+    encoder = create_encoder("resnet18", width=width, image_size=32)
+    model = SupConModel(encoder, head="mlp", feat_dim=128).to(device)
+    classifier = Classifier(model.encoder, LinearClassifier(encoder.num_features, num_classes).to(device))
+    return model, classifier
+
+
+def bench_step(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    torch.manual_seed(0)
+    b = args.batch
+    model, classifier = resnet18_models(args.width, 100, device)
+    layer = default_explainer_layer("resnet18", 32)
+    x = torch.randn(b, 3, 32, 32, device=device)
+    v1, v2 = torch.randn_like(x), torch.randn_like(x)
+    y = torch.randint(0, 100, (b,), device=device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    supcon, exconb_loss = SupConLoss(0.1), ExConBLoss(0.1)
+    augments = {mode: exaug.ExplanationMaskAugment("gradcam", mode=mode, explainer_options={"target_layer": layer})
+                for mode in ("excon", "exconb")}
+
+    def supcon_step() -> None:
+        z = model(torch.cat([v1, v2]))
+        loss = supcon(torch.stack(z.chunk(2), dim=1), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    def explained_step(mode: str) -> None:
+        batch = augments[mode](x, (v1, v2), y, classifier)
+        features = batch.as_views(model(batch.images))
+        loss = exconb_loss(features, batch.labels, batch.background) if mode == "exconb" else supcon(features, batch.labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    def augment_only() -> None:
+        augments["excon"](x, (v1, v2), y, classifier)
+
+    model.train()
+    times = time_interleaved(
+        {"supcon": supcon_step, "excon": lambda: explained_step("excon"), "exconb": lambda: explained_step("exconb"),
+         "augment_only": augment_only},
+        repeats=args.repeats, warmup=2, device=device,
+    )
+    result = {
+        "batch": b, "width": args.width, "layer": layer, "seconds": times,
+        "excon_over_supcon": times["excon"] / times["supcon"],
+        "exconb_over_supcon": times["exconb"] / times["supcon"],
+        "augment_over_supcon": times["augment_only"] / times["supcon"],
+    }
+    print(f"\n## Training step, CIFAR ResNet-18 (width {args.width}), 32x32, batch {b}, Grad-CAM at {layer}")
+    print(table([[k, times[k], times[k] / times["supcon"]] for k in times], ["step", "seconds", "x SupCon step"]))
+    return result
+
+
+def bench_gradcam(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    from captum.attr import LayerGradCam
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    torch.manual_seed(0)
+    _, classifier = resnet18_models(args.width, 100, device)
+    classifier.eval()
+    x = torch.randn(args.batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 100, (args.batch,), device=device)
+    results: dict[str, Any] = {}
+    rows = []
+    for layer_name in ("encoder.layer4", default_explainer_layer("resnet18", 32)):
+        layer = dict(classifier.named_modules())[layer_name]
+        native = exaug.create_explainer("gradcam", classifier, target_layer=layer_name)
+        pgc = GradCAM(model=classifier, target_layers=[layer])
+        captum = LayerGradCam(classifier, layer)
+        pgc_targets = [ClassifierOutputTarget(int(t)) for t in y]
+
+        def run_pgc() -> Any:
+            return pgc(input_tensor=x, targets=pgc_targets)
+
+        def run_captum() -> torch.Tensor:
+            attr = captum.attribute(x, target=y, relu_attributions=True)
+            return F.interpolate(attr, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+        times = time_interleaved({"native": lambda: native(x, y), "pytorch-grad-cam": run_pgc, "captum": run_captum},
+                                 repeats=args.repeats, warmup=2, device=device)
+        ours = native(x, y)
+        theirs = normalize_saliency(torch.as_tensor(run_pgc(), device=device).unsqueeze(1).float())[0]
+        captum_map = normalize_saliency(run_captum().detach())[0]
+        pgc.activations_and_grads.release()
+        entry = {
+            "seconds": times,
+            "speedup_vs_pytorch_grad_cam": times["pytorch-grad-cam"] / times["native"],
+            "speedup_vs_captum": times["captum"] / times["native"],
+            "max_abs_diff_vs_pytorch_grad_cam": float((ours - theirs).abs().max()),
+            "max_abs_diff_vs_captum": float((ours - captum_map).abs().max()),
+        }
+        results[layer_name] = entry
+        rows.append([layer_name, times["native"], times["pytorch-grad-cam"], times["captum"],
+                     entry["speedup_vs_pytorch_grad_cam"], entry["max_abs_diff_vs_pytorch_grad_cam"]])
+    print(f"\n## Grad-CAM, CIFAR ResNet-18 (width {args.width}), 32x32, batch {args.batch} (float32 maps)")
+    print(table(rows, ["layer", "native s", "pytorch-grad-cam s", "captum s", "speed-up vs pgc", "max |diff| vs pgc"]))
+    return results
+
+
+class TinyNet(nn.Module):
+    """A network whose compute is negligible, so the routing machinery itself is measured."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(F.relu(self.conv(x)).mean(dim=(2, 3)))
+
+
+def naive_exconb_routing(model: nn.Module, explainer: Any, x: torch.Tensor, v1: torch.Tensor, v2: torch.Tensor,
+                         y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference code's shape: per-sample loop, host syncs per sample, torch.cat inside the loop."""
+    first = x[:0]
+    background = x[:0]
+    bg_labels = y[:0]
+    sal = explainer(x, y)
+    for i in range(x.shape[0]):
+        keep = sal[i : i + 1] > 0.5
+        masked = torch.where(keep, x[i : i + 1], torch.zeros(()))
+        with torch.no_grad():
+            correct = model(masked).argmax(1).item() == y[i].item()
+        if correct:
+            first = torch.cat([first, masked])
+        else:
+            first = torch.cat([first, v1[i : i + 1]])
+            background = torch.cat([background, masked])
+            bg_labels = torch.cat([bg_labels, y[i : i + 1]])
+    images = torch.cat([first, background, v2, background])
+    return images, torch.cat([y, bg_labels])
+
+
+def bench_routing(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    torch.manual_seed(0)
+    model = TinyNet().to(device).eval()
+    explainer = exaug.create_explainer("gradcam", model, target_layer="conv")
+    aug = exaug.ExplanationMaskAugment(explainer, mode="exconb")
+    results: dict[str, Any] = {}
+    rows = []
+    for b in args.routing_batches:
+        x = torch.randn(b, 3, 32, 32, device=device)
+        v1, v2 = torch.randn_like(x), torch.randn_like(x)
+        y = torch.randint(0, 10, (b,), device=device)
+        fns = {"batched": lambda: aug(x, (v1, v2), y, model)}
+        if b <= args.naive_max_batch:
+            fns["naive"] = lambda: naive_exconb_routing(model, explainer, x, v1, v2, y)
+        times = time_interleaved(fns, repeats=args.repeats, warmup=1, device=device)
+        results[str(b)] = times
+        rows.append([b, times["batched"], times.get("naive", float("nan"))])
+    batches = [str(b) for b in args.routing_batches]
+    growth = {}
+    if "256" in results and "1024" in results:
+        growth["batched_1024_over_256"] = results["1024"]["batched"] / results["256"]["batched"]
+        if "naive" in results["1024"]:
+            growth["naive_1024_over_256"] = results["1024"]["naive"] / results["256"]["naive"]
+    print("\n## ExConB routing incl. Grad-CAM, tiny model, 32x32 (seconds per call)")
+    print(table(rows, ["batch", "batched (exaug)", "naive per-sample loop"]))
+    for key, value in growth.items():
+        print(f"{key}: {value:.2f}")
+    return {"seconds": results, "batches": batches, **growth}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (smoke test)")
+    parser.add_argument("--sections", nargs="+", default=["step", "gradcam", "routing"])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if args.quick:
+        args.batch, args.width, args.repeats = 8, 0.125, 2
+        args.routing_batches, args.naive_max_batch = [64, 256], 64
+    else:
+        args.batch, args.width, args.repeats = 64, 1.0, 9
+        args.routing_batches, args.naive_max_batch = [64, 256, 1024, 2048], 1024
+    sections = {"step": bench_step, "gradcam": bench_gradcam, "routing": bench_routing}
+    results = {name: sections[name](args, device) for name in args.sections}
+    path = save("speed", {"quick": args.quick, "device": str(device), "results": results}, quick=args.quick)
+    print(f"\nsaved {path}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""Every option of a training run, in one dataclass that the CLI, config files and Python share.
+
+``exaug train --help`` is generated from the field metadata below, so the help text and the defaults cannot
+drift apart. Precedence: dataclass defaults < ``--config file.yaml|json`` < flags given on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["METHODS", "TrainConfig", "add_config_arguments", "config_from_args", "load_config_file"]
+
+#: Training methods. ``supcon`` / ``excon`` / ``exconb`` follow the ExCon paper's Algorithm 1 (an encoder epoch,
+#: then a linear-classifier epoch on frozen features, every epoch); ``supcon_ori`` is the classic two-stage
+#: schedule; ``ce`` trains encoder and classifier jointly with cross-entropy.
+METHODS: tuple[str, ...] = ("ce", "supcon", "supcon_ori", "excon", "exconb")
+
+
+def _field(default: Any, help: str, **kwargs: Any) -> Any:
+    if isinstance(default, (dict, list)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help, **kwargs})
+    return dataclasses.field(default=default, metadata={"help": help, **kwargs})
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Options of one training run (defaults: the ExCon paper's CIFAR-100 recipe, NOTES §2)."""
+
+    # what to train
+    method: str = _field("exconb", f"training method: {', '.join(METHODS)}")
+    dataset: str = _field("synthetic", "dataset name (synthetic, cifar10, cifar100, tinyimagenet, imagefolder, "
+                                       "imagefolder-zip)")
+    data_root: str | None = _field(None, "dataset folder (or zip file for imagefolder-zip)")
+    download: bool = _field(False, "download cifar10/cifar100 with torchvision when missing (needs internet)")
+    model: str = _field("resnet50", "encoder: resnet18/34/50 (CIFAR stem) or tv:<torchvision model name>")
+    width: float = _field(1.0, "channel width multiplier of the encoder (e.g. 0.25 for CPU smoke runs)")
+    head: str = _field("mlp", "projection head: mlp (dim -> dim -> feat_dim) or linear", choices=("mlp", "linear"))
+    feat_dim: int = _field(128, "projection dimension")
+    image_size: int | None = _field(None, "image side in pixels (default: the dataset's native size)")
+    # schedule
+    epochs: int = _field(200, "encoder epochs (Algorithm 1: each followed by one classifier epoch)")
+    classifier_epochs: int | None = _field(None, "classifier epochs after the encoder for supcon_ori "
+                                                 "(default: --epochs)")
+    batch_size: int = _field(256, "images per step (per process under torchrun)")
+    lr: float = _field(0.5, "encoder learning rate (SGD, cosine decay to lr * lr_min_factor)")
+    lr_min_factor: float = _field(1e-3, "final learning rate as a fraction of --lr")
+    warmup_epochs: int = _field(0, "linear learning-rate warm-up epochs")
+    momentum: float = _field(0.9, "SGD momentum")
+    weight_decay: float = _field(1e-4, "SGD weight decay of the encoder")
+    classifier_lr: float = _field(0.1, "learning rate of the linear classifier (SGD, cosine)")
+    temperature: float = _field(0.1, "contrastive temperature t")
+    base_temperature: float = _field(0.07, "the loss is scaled by t / base_temperature (SupContrast)")
+    # explanation-driven augmentation
+    exp_start_epoch: int = _field(0, "first epoch (0-based) that uses explanation masks (excon/exconb)")
+    explainer: str = _field("gradcam", "saliency backend (see `exaug explainers`)")
+    explainer_layer: str | None = _field(None, "dotted layer path for CAM explainers, relative to the classifier "
+                                               "model (default: the paper's layer for the model and image size)")
+    explainer_options: dict = _field({}, "extra options for the explainer (config file only)")
+    mask_threshold: float = _field(0.5, "keep pixels whose normalised saliency exceeds this")
+    keep_fraction: float | None = _field(None, "keep this fraction of the most salient pixels instead")
+    mask_fill: str = _field("zero", "value of dropped pixels: zero, mean, blur, noise",
+                            choices=("zero", "mean", "blur", "noise"))
+    mask_target: str = _field("label", "explain the true label or the predicted class",
+                              choices=("label", "predicted"))
+    background_copies: str = _field("all", "ExConB: background rows count in every view (all) or once (one)",
+                                    choices=("all", "one"))
+    # data
+    val_fraction: float = _field(0.0, "hold out this fraction of train for validation (paper tuning: 0.2); "
+                                      "0 validates on the test split")
+    train_samples: int | None = _field(None, "use a seeded subset of this many training images")
+    eval_samples: int | None = _field(None, "use a seeded subset of this many validation images")
+    workers: int = _field(0, "DataLoader worker processes")
+    views_on_device: bool = _field(False, "generate the random views on the training device with Kornia")
+    # machinery
+    device: str = _field("auto", "cpu, cuda, cuda:1, ... (auto: cuda when available)")
+    seed: int = _field(0, "random seed (data order, augmentation, initialisation)")
+    amp: str = _field("none", "autocast precision: none, bf16, fp16", choices=("none", "bf16", "fp16"))
+    channels_last: bool = _field(False, "use the channels-last memory format")
+    compile: bool = _field(False, "torch.compile the training forward")
+    sync_bn: bool = _field(False, "SyncBatchNorm under torchrun")
+    out: str = _field("runs/exaug", "output folder")
+    resume: bool = _field(False, "continue from <out>/last.pt")
+    quiet: bool = _field(False, "no progress bars (one line per epoch)")
+    tensorboard: bool = _field(False, "also log to TensorBoard (if installed)")
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            close = difflib.get_close_matches(self.method, METHODS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown method {self.method!r}.{hint} Valid methods: {', '.join(METHODS)}")
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "feat_dim": self.feat_dim,
+                    "lr": self.lr, "temperature": self.temperature, "width": self.width}
+        for name, value in positive.items():
+            if not value > 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0.0 <= self.mask_threshold <= 1.0:
+            raise ValueError(f"mask_threshold must be in [0, 1], got {self.mask_threshold}")
+        if self.keep_fraction is not None and not 0.0 < self.keep_fraction <= 1.0:
+            raise ValueError(f"keep_fraction must be in (0, 1], got {self.keep_fraction}")
+        if self.exp_start_epoch < 0:
+            raise ValueError(f"exp_start_epoch must be >= 0, got {self.exp_start_epoch}")
+
+    @property
+    def uses_explanations(self) -> bool:
+        return self.method in ("excon", "exconb")
+
+    @property
+    def is_contrastive(self) -> bool:
+        return self.method != "ce"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "TrainConfig":
+        """Build from a mapping; unknown keys raise with a suggestion."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        normalised = {str(k).replace("-", "_"): v for k, v in values.items()}
+        for key in normalised:
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"unknown config option {key!r}.{hint}")
+        return cls(**normalised)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a ``.json`` or ``.yaml``/``.yml`` file of options."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+    text = path.read_text()
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError as err:  # pragma: no cover - depends on the environment
+            raise ImportError("reading YAML config files needs PyYAML: pip install pyyaml (or use JSON)") from err
+        data = yaml.safe_load(text) or {}
+    else:
+        data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {str(path)!r} must hold a mapping of option: value")
+    return data
+
+
+def _parse_optional(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        return None if text.lower() in ("none", "null", "") else kind(text)
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one ``--flag`` per :class:`TrainConfig` field (defaults suppressed, so explicit flags are known)."""
+    parser.add_argument("--config", help="YAML or JSON file of options; flags given here override it")
+    for field in dataclasses.fields(TrainConfig):
+        if field.name == "explainer_options":
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        default = field.default
+        help_text = f"{field.metadata['help']} (default: {default})"
+        kwargs: dict[str, Any] = {"dest": field.name, "default": argparse.SUPPRESS, "help": help_text}
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+            continue
+        kind = {int: int, float: float, str: str}[type(default)] if default is not None else None
+        if kind is None:  # optional fields: the annotation names the type
+            kind = int if "int" in str(field.type) else float if "float" in str(field.type) else str
+            kwargs["type"] = _parse_optional(kind)
+        else:
+            kwargs["type"] = kind
+        if "choices" in field.metadata:
+            kwargs["choices"] = field.metadata["choices"]
+        parser.add_argument(flag, **kwargs)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Merge defaults, the ``--config`` file and explicit flags into a :class:`TrainConfig`."""
+    values: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        values.update(load_config_file(args.config))
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    values.update({k: v for k, v in vars(args).items() if k in names})
+    return TrainConfig.from_dict(values)

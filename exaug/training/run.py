@@ -1,0 +1,104 @@
+"""Load a finished (or interrupted) training run folder for evaluation, explanation or further use."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from ..models import Classifier, LinearClassifier, SupConModel
+from ..utils.checkpoint import CheckpointError, load_checkpoint
+from .config import TrainConfig
+from .logger import read_metrics
+from .trainer import CHECKPOINT_KEYS, build_networks
+
+__all__ = ["TrainedRun", "load_run"]
+
+
+@dataclasses.dataclass
+class TrainedRun:
+    """A trained run: its configuration, networks (in eval mode) and logs.
+
+    Attributes:
+        folder: the run folder.
+        config: the run's :class:`TrainConfig`.
+        model: encoder + projection head (L2-normalised embeddings).
+        classifier: the linear classifier on encoder features.
+        classifier_model: images -> logits (``encoder`` then ``classifier``), what explainers consume.
+        num_classes, image_size: from the run's resolved settings.
+        epoch: number of completed epochs in the loaded checkpoint.
+        metrics: the rows of ``metrics.jsonl``.
+        summary: ``summary.json`` (``None`` if the run never finished or was interrupted before writing it).
+    """
+
+    folder: Path
+    config: TrainConfig
+    model: SupConModel
+    classifier: LinearClassifier
+    classifier_model: Classifier
+    num_classes: int
+    image_size: int
+    epoch: int
+    metrics: list[dict[str, Any]]
+    summary: dict[str, Any] | None
+
+    def dataset(self, split: str = "test", samples: int | None = None) -> Dataset:
+        """The run's dataset split with the standard view (resize + normalise), as validation saw it."""
+        from .loaders import build_eval_dataset
+
+        return build_eval_dataset(self.config, split, samples)
+
+
+def load_run(folder: str | Path, checkpoint: str = "best", device: str | torch.device = "cpu") -> TrainedRun:
+    """Rebuild the networks of a run folder written by :class:`~exaug.training.Trainer`.
+
+    Args:
+        folder: the run's ``--out`` folder.
+        checkpoint: ``"best"`` (highest validation top-1; falls back to ``last`` if absent), ``"last"``, or the
+            path of a ``.pt`` file.
+        device: where to put the networks.
+
+    Raises:
+        FileNotFoundError: ``folder`` is not a run folder.
+        CheckpointError: the checkpoint is missing or corrupt.
+    """
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{str(folder)!r} is not an exaug run folder (no config.json); pass the --out of "
+                                "`exaug train`")
+    if checkpoint in ("best", "last"):
+        path = folder / f"{checkpoint}.pt"
+        if checkpoint == "best" and not path.is_file():
+            path = folder / "last.pt"
+    else:
+        path = Path(checkpoint)
+    state = load_checkpoint(path, required_keys=CHECKPOINT_KEYS)
+    resolved = json.loads((folder / "config.json").read_text()).get("resolved", {})
+    config = TrainConfig.from_dict(state["config"])
+    num_classes = int(resolved.get("num_classes") or state["classifier"]["fc.weight"].shape[0])
+    image_size = int(resolved.get("image_size") or config.image_size or 32)
+    model, classifier = build_networks(config, num_classes, image_size)
+    try:
+        model.load_state_dict(state["model"])
+        classifier.load_state_dict(state["classifier"])
+    except RuntimeError as err:
+        raise CheckpointError(f"{str(path)!r} does not match the networks of its config: {err}") from err
+    model.to(device).eval()
+    classifier.to(device).eval()
+    summary_path = folder / "summary.json"
+    return TrainedRun(
+        folder=folder,
+        config=config,
+        model=model,
+        classifier=classifier,
+        classifier_model=Classifier(model.encoder, classifier),
+        num_classes=num_classes,
+        image_size=image_size,
+        epoch=int(state["epoch"]),
+        metrics=read_metrics(folder),
+        summary=json.loads(summary_path.read_text()) if summary_path.is_file() else None,
+    )

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from exaug.cli import main
+
+
+@pytest.mark.slow
+def test_quick_demo_writes_report_and_figures(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--device", "cpu"]) == 0
+    report = (out / "report.md").read_text()
+    assert "| supcon |" in report and "| exconb |" in report
+    for name in ("curves.png", "masks.png"):
+        assert (out / name).stat().st_size > 1000
+        assert f"({name})" in report
+    for method in ("supcon", "exconb"):
+        summary = json.loads((out / method / "summary.json").read_text())
+        assert summary["status"] == "finished" and 0 <= summary["best_val_top1"] <= 100
+    assert "report:" in capsys.readouterr().out
+    # Running it again starts afresh instead of refusing the existing folders.
+    assert main(["demo", "--quick", "--out", str(out), "--device", "cpu"]) == 0
