@@ -20,13 +20,14 @@ __all__ = ["DEMO_SETTINGS", "add_parser", "run_demo"]
 DEMO_SETTINGS: dict[str, Any] = {
     "dataset": "synthetic",
     "model": "resnet18",
-    "width": 0.125,
+    "width": 0.25,
     "epochs": 6,
     "batch_size": 64,
-    "lr": 0.1,
+    "lr": 0.05,  # narrow networks collapse at SupCon's usual 0.1-0.5 with momentum 0.9
+    "warmup_epochs": 1,
     "classifier_lr": 0.05,
     "temperature": 0.1,
-    "exp_start_epoch": 2,
+    "exp_start_epoch": 3,
     "train_samples": 1536,
     "eval_samples": 1000,
     "views_on_device": True,  # batched Kornia views: the per-image CPU pipeline would dominate at this size

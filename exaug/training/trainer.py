@@ -297,7 +297,8 @@ class Trainer:
         batch = self.augment(standard, (view1, view2), labels, self.classifier_model)
         with self._autocast():
             embeddings = self.contrastive_forward(batch.images.contiguous(memory_format=self.memory_format))
-        features = batch.as_views(embeddings.float())
+        # Re-normalise in float32: under bf16/fp16 autocast the unit norm holds only to ~1e-2.
+        features = batch.as_views(F.normalize(embeddings.float(), dim=1))
         if self.config.method == "exconb":
             return self.contrastive_loss(features, batch.labels, batch.background), batch
         return self.contrastive_loss(features, batch.labels), batch

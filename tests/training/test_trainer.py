@@ -129,3 +129,20 @@ def test_views_on_device_and_validation_split(tiny_config):
 def test_batch_larger_than_data_is_a_clear_error(tiny_config):
     with pytest.raises(ValueError, match="fewer than one batch"):
         Trainer(tiny_config(batch_size=64, train_samples=48))
+
+
+@pytest.mark.parametrize("options", [{"amp": "bf16"}, {"channels_last": True}, {"workers": 1}])
+def test_speed_options_train(options, tiny_config):
+    config = tiny_config(method="exconb", epochs=2, **options)
+    summary = Trainer(config).fit()
+    rows = read_metrics(config.out)
+    assert summary["status"] == "finished" and rows[-1]["explanations"] is True
+    assert all(v == v for r in rows for v in r.values() if isinstance(v, float))
+
+
+def test_compile_wraps_the_training_forwards_only(tiny_config):
+    trainer = Trainer(tiny_config(method="supcon", compile=True))
+    assert isinstance(trainer.contrastive_forward, torch._dynamo.eval_frame.OptimizedModule)
+    assert isinstance(trainer.joint_forward, torch._dynamo.eval_frame.OptimizedModule)
+    # explanations and validation use the plain modules (hooks and autograd.grad need no graph breaks)
+    assert trainer.classifier_model.encoder is trainer.model.encoder
