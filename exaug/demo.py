@@ -165,7 +165,7 @@ def _write_report(out: Path, settings: dict[str, Any], summaries: dict[str, dict
         f"{settings['exp_start_epoch'] + 1}. Total time {seconds / 60:.1f} min.",
         "",
         "| method | final val top-1 (%) | best val top-1 (%) | masks correct (last epoch) | background rows / batch |"
-        + (" drop % @45 | increase % @45 |" if quality else ""),
+        + (" drop rate (keep 45%) | increase rate (keep 45%) |" if quality else ""),
         "|---|---|---|---|---|" + ("---|---|" if quality else ""),
     ]
     for method, summary in summaries.items():
@@ -178,8 +178,9 @@ def _write_report(out: Path, settings: dict[str, Any], summaries: dict[str, dict
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Drop % / increase %: share of validation images whose predicted-class probability falls / rises when only "
-        "the 45% most salient pixels are kept (lower drop and higher increase mean more faithful explanations)."
+        "Drop / increase rate: share of validation images whose predicted-class probability falls / rises when only "
+        "the 45% most salient pixels are kept (the ExCon paper's Drop% / Increase%; lower drop and higher increase "
+        "mean more faithful explanations)."
         if quality else "",
         "",
         f"![learning curves]({figures['curves'].name})",
