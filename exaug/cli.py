@@ -26,6 +26,7 @@ def _cmd_explainers(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand."""
     from . import demo
+    from .evaluation import cli as evaluation_cli
     from .training import cli as train_cli
 
     parser = argparse.ArgumentParser(
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     explainers = sub.add_parser("explainers", help="list the registered saliency backends")
     explainers.set_defaults(func=_cmd_explainers)
     train_cli.add_parser(sub)
+    evaluation_cli.add_parser(sub)
     demo.add_parser(sub)
     return parser
 
