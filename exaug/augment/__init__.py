@@ -1,6 +1,22 @@
-"""Explanation-driven masking transforms."""
+"""Explanation-driven masking transforms, EDDA occlusions and replayable spatial transforms."""
 
+from .edda import EDDA_POLICIES, EDDA_TARGETS, EDDAAugment, EDDABatch
 from .explanation_mask import AugmentedBatch, ExplanationMaskAugment
 from .masking import FILLS, apply_mask, fill_like, gaussian_blur, keep_mask
+from .replay import ReplayableSpatial, SpatialParams
 
-__all__ = ["FILLS", "AugmentedBatch", "ExplanationMaskAugment", "apply_mask", "fill_like", "gaussian_blur", "keep_mask"]
+__all__ = [
+    "EDDA_POLICIES",
+    "EDDA_TARGETS",
+    "FILLS",
+    "AugmentedBatch",
+    "EDDAAugment",
+    "EDDABatch",
+    "ExplanationMaskAugment",
+    "ReplayableSpatial",
+    "SpatialParams",
+    "apply_mask",
+    "fill_like",
+    "gaussian_blur",
+    "keep_mask",
+]

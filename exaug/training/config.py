@@ -17,8 +17,9 @@ __all__ = ["METHODS", "TrainConfig", "add_config_arguments", "config_from_args",
 
 #: Training methods. ``supcon`` / ``excon`` / ``exconb`` follow the ExCon paper's Algorithm 1 (an encoder epoch,
 #: then a linear-classifier epoch on frozen features, every epoch); ``supcon_ori`` is the classic two-stage
-#: schedule; ``ce`` trains encoder and classifier jointly with cross-entropy.
-METHODS: tuple[str, ...] = ("ce", "supcon", "supcon_ori", "excon", "exconb")
+#: schedule; ``ce`` trains encoder and classifier jointly with cross-entropy; ``edda`` is ``ce`` with EDDA occlusions
+#: mixed in (seed 002); ``cgc`` is ``ce`` plus the contrastive Grad-CAM consistency loss (seed 003).
+METHODS: tuple[str, ...] = ("ce", "supcon", "supcon_ori", "excon", "exconb", "edda", "cgc")
 
 
 def _field(default: Any, help: str, **kwargs: Any) -> Any:
@@ -69,6 +70,26 @@ class TrainConfig:
                               choices=("label", "predicted"))
     background_copies: str = _field("all", "ExConB: background rows count in every view (all) or once (one)",
                                     choices=("all", "one"))
+    # EDDA (method edda; also uses explainer, explainer_layer, explainer_options, mask_fill, mask_target)
+    edda_start_epoch: int = _field(0, "first epoch (0-based) that mixes in EDDA occlusions (before: plain ce)")
+    edda_ratio: float = _field(0.5, "fraction of each batch's images that get EDDA copies (each adds a salient- and "
+                                    "a non-salient-occluded row to the batch)")
+    edda_fraction: float = _field(0.2, "fraction of pixels occluded in each EDDA copy (top-k / bottom-k saliency)")
+    edda_target: str = _field("soft", "target of salient-occluded copies: soft (confidence mix of one-hot and "
+                                      "uniform), uniform, lower_confidence (model probability of the label scaled "
+                                      "down, renormalised), exclude (not used)",
+                              choices=("soft", "uniform", "lower_confidence", "exclude"))
+    edda_policy: str = _field("explanation", "where to occlude: explanation (saliency) or random (the control)",
+                              choices=("explanation", "random"))
+    edda_confidence: float = _field(0.5, "weight of the one-hot label in the soft target")
+    edda_confidence_scale: float = _field(0.5, "factor on the label probability in the lower_confidence target")
+    # CGC (method cgc)
+    cgc_lambda: float = _field(0.5, "weight of the contrastive Grad-CAM consistency loss")
+    cgc_temperature: float = _field(0.5, "temperature of the CGC InfoNCE loss")
+    cgc_layer: str | None = _field(None, "Grad-CAM layer of the CGC loss, dotted path in the classifier model "
+                                         "(default: the encoder's last block, e.g. encoder.layer4.1)")
+    cgc_unlabeled: bool = _field(False, "treat the augmented view as unlabeled: only the CGC term, no "
+                                        "cross-entropy, is applied to it")
     # data
     val_fraction: float = _field(0.0, "hold out this fraction of train for validation (paper tuning: 0.2); "
                                       "0 validates on the test split")
@@ -106,6 +127,19 @@ class TrainConfig:
             raise ValueError(f"keep_fraction must be in (0, 1], got {self.keep_fraction}")
         if self.exp_start_epoch < 0:
             raise ValueError(f"exp_start_epoch must be >= 0, got {self.exp_start_epoch}")
+        if self.edda_start_epoch < 0:
+            raise ValueError(f"edda_start_epoch must be >= 0, got {self.edda_start_epoch}")
+        if not 0.0 <= self.edda_ratio <= 1.0:
+            raise ValueError(f"edda_ratio must be in [0, 1], got {self.edda_ratio}")
+        if not 0.0 < self.edda_fraction <= 0.5:
+            raise ValueError(f"edda_fraction must be in (0, 0.5], got {self.edda_fraction}")
+        for name in ("edda_confidence", "edda_confidence_scale"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if not self.cgc_lambda >= 0:
+            raise ValueError(f"cgc_lambda must be >= 0, got {self.cgc_lambda}")
+        if not self.cgc_temperature > 0:
+            raise ValueError(f"cgc_temperature must be positive, got {self.cgc_temperature}")
 
     @property
     def uses_explanations(self) -> bool:
@@ -113,7 +147,12 @@ class TrainConfig:
 
     @property
     def is_contrastive(self) -> bool:
-        return self.method != "ce"
+        return not self.is_joint
+
+    @property
+    def is_joint(self) -> bool:
+        """Encoder and classifier trained together by cross-entropy (``ce`` and its extensions)."""
+        return self.method in ("ce", "edda", "cgc")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -8,6 +8,10 @@ Methods (``TrainConfig.method``):
   ``exp_start_epoch`` on.
 * ``supcon_ori``: the classic two-stage schedule, all encoder epochs, then all classifier epochs.
 * ``ce``: encoder and classifier trained jointly with cross-entropy.
+* ``edda``: ``ce`` with :class:`~exaug.augment.EDDAAugment` occlusions mixed into each batch (soft-target
+  cross-entropy) from ``edda_start_epoch`` on.
+* ``cgc``: ``ce`` plus ``cgc_lambda`` times the contrastive Grad-CAM consistency loss (:class:`~exaug.losses.CGCLoss`)
+  between the replayed-transformed Grad-CAM of each image and the Grad-CAM of its augmented view.
 
 Reproducibility: every stage of every epoch reseeds all generators from ``(seed, epoch, stage, rank)``, so a run
 resumed from ``last.pt`` produces the same metrics as an uninterrupted one.
@@ -31,9 +35,10 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import __version__
-from ..augment import AugmentedBatch, ExplanationMaskAugment
-from ..explainers import explainer_uses_layer
-from ..losses import ExConBLoss, SupConLoss
+from ..augment import AugmentedBatch, EDDAAugment, ExplanationMaskAugment, ReplayableSpatial
+from ..explainers import explainer_uses_layer, resolve_layer
+from ..explainers.base import find_default_cam_layer
+from ..losses import CGCLoss, ExConBLoss, SupConLoss, cgc_heatmaps
 from ..models import Classifier, LinearClassifier, SupConModel, create_encoder, default_explainer_layer
 from ..utils.checkpoint import CheckpointError, atomic_save, load_checkpoint
 from .config import TrainConfig
@@ -44,6 +49,7 @@ from .logger import MetricsLogger
 __all__ = ["Trainer", "TrainingDiverged", "build_networks", "cosine_factor", "seed_everything"]
 
 Callback = Callable[["Trainer", dict[str, Any]], None]
+JointStep = Callable[[Tensor, Tensor, int], tuple[Tensor, Tensor, dict[str, Tensor]]]
 CHECKPOINT_KEYS = ("config", "epoch", "model", "classifier", "optimizers", "schedulers")
 
 
@@ -124,7 +130,7 @@ class Trainer:
 
     def _build_optimizers(self) -> None:
         c = self.config
-        if c.method == "ce":
+        if c.is_joint:
             encoder_params = list(self.classifier_model.parameters())
         else:
             encoder_params = list(self.model.parameters())
@@ -162,6 +168,28 @@ class Trainer:
             explainer_options=options,
             enabled=False,
         )
+        if c.method == "edda":
+            self.edda_augment = EDDAAugment(
+                explainer=c.explainer,
+                salient_fraction=c.edda_fraction,
+                target=c.edda_target,  # type: ignore[arg-type]
+                policy=c.edda_policy,  # type: ignore[arg-type]
+                fill=c.mask_fill,  # type: ignore[arg-type]
+                confidence=c.edda_confidence,
+                confidence_scale=c.edda_confidence_scale,
+                explain=c.mask_target,  # type: ignore[arg-type]
+                explainer_options=options,
+            )
+        if c.method == "cgc":
+            self.cgc_loss = CGCLoss(c.cgc_temperature, gather_distributed=gather)
+            self.cgc_transform = ReplayableSpatial(scale=(0.08, 1.0))
+            if c.cgc_layer is None:
+                # The encoder's last feature map (layer4 for ResNets), found with one eval-mode forward.
+                probe = torch.zeros(2, 3, self.image_size, self.image_size, device=self.device)
+                self.cgc_layer_name = find_default_cam_layer(self.classifier_model, probe)
+            else:
+                self.cgc_layer_name = c.cgc_layer
+            self.cgc_layer_name, self.cgc_layer = resolve_layer(self.classifier_model, self.cgc_layer_name)
 
     def _build_forward_modules(self) -> None:
         """The modules the training steps call: DDP-wrapped under torchrun, optionally compiled."""
@@ -232,8 +260,9 @@ class Trainer:
         c = self.config
         row: dict[str, Any] = {"epoch": epoch, "method": c.method}
         started = time.time()
-        if c.method == "ce":
-            row.update(self._ce_epoch(epoch))
+        if c.is_joint:
+            epoch_fn = {"ce": self._ce_epoch, "edda": self._edda_epoch, "cgc": self._cgc_epoch}[c.method]
+            row.update(epoch_fn(epoch))
             row.update(self._validate())
         elif c.method == "supcon_ori" and epoch >= c.epochs:
             row.update(self._classifier_epoch(epoch))
@@ -328,26 +357,87 @@ class Trainer:
                 "classifier_lr": lr}
 
     def _ce_epoch(self, epoch: int) -> dict[str, Any]:
+        return self._joint_epoch(epoch, self._ce_step)
+
+    def _edda_epoch(self, epoch: int) -> dict[str, Any]:
+        return self._joint_epoch(epoch, self._edda_step)
+
+    def _cgc_epoch(self, epoch: int) -> dict[str, Any]:
+        return self._joint_epoch(epoch, self._cgc_step)
+
+    def _joint_epoch(self, epoch: int, step_loss: JointStep) -> dict[str, Any]:
+        """One epoch of a joint encoder + classifier method; ``step_loss`` gives each step's loss.
+
+        ``step_loss(images, labels, epoch) -> (loss, logits of the clean images, extra scalars)``; the extra
+        scalars are averaged over steps (and ranks) into the epoch row.
+        """
         self._reseed(epoch, 0)
         self.classifier_model.train()
         loss_sum = torch.zeros((), device=self.device)
         hits = torch.zeros((), device=self.device)
+        extras_sum: dict[str, Tensor] = {}
         seen = 0
         steps = 0
         for step, (images, labels) in enumerate(self._single_batches(epoch)):
-            with self._autocast():
-                logits = self.joint_forward(images)
-            loss = F.cross_entropy(logits.float(), labels)
+            loss, logits, extras = step_loss(images, labels, epoch)
             self._step(self.encoder_optimizer, loss, epoch, step)
             loss_sum += loss.detach()
             hits += (logits.argmax(1) == labels).sum()
+            for key, value in extras.items():
+                extras_sum[key] = extras_sum.get(key, 0.0) + value.detach().float()
             seen += labels.shape[0]
             steps += 1
         lr = self.encoder_optimizer.param_groups[0]["lr"]
         self.encoder_scheduler.step()
         total = self._sum(torch.tensor(float(seen), device=self.device))
-        return {"encoder_loss": self._mean(loss_sum, steps), "train_top1": 100.0 * self._sum(hits) / max(total, 1.0),
-                "lr": lr}
+        row = {"encoder_loss": self._mean(loss_sum, steps), "train_top1": 100.0 * self._sum(hits) / max(total, 1.0),
+               "lr": lr}
+        row.update({key: self._mean(value, steps) for key, value in extras_sum.items()})
+        return row
+
+    def _ce_step(self, images: Tensor, labels: Tensor, epoch: int) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        with self._autocast():
+            logits = self.joint_forward(images)
+        return F.cross_entropy(logits.float(), labels), logits, {}
+
+    def _edda_step(self, images: Tensor, labels: Tensor, epoch: int) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """CE on the batch plus EDDA copies of its first ``edda_ratio * B`` images, soft-target cross-entropy.
+
+        The loader shuffles, so the first images are a random subset. Clean and occluded rows share one forward
+        (one set of BatchNorm statistics), and every row weighs the same in the mean.
+        """
+        c = self.config
+        n = int(round(c.edda_ratio * images.shape[0])) if epoch >= c.edda_start_epoch else 0
+        if n == 0:
+            return self._ce_step(images, labels, epoch)
+        batch = self.edda_augment(images[:n], labels[:n], self.classifier_model)
+        b = images.shape[0]
+        inputs = torch.cat((images, batch.images)).contiguous(memory_format=self.memory_format)
+        with self._autocast():
+            logits = self.joint_forward(inputs).float()
+        targets = torch.cat((F.one_hot(labels, logits.shape[1]).to(logits.dtype), batch.targets.to(logits.dtype)))
+        loss = F.cross_entropy(logits, targets)
+        rows = torch.tensor(float(batch.num_rows), device=self.device)
+        return loss, logits[:b], {"edda_rows": rows, "clean_loss": F.cross_entropy(logits[:b].detach(), labels)}
+
+    def _cgc_step(self, images: Tensor, labels: Tensor, epoch: int) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """CE terms + ``cgc_lambda`` * CGC between the replayed-transformed map of each image and its view's map.
+
+        The training view plays CGC's "original"; its augmented view is a replayable crop (scale 0.08-1) + flip.
+        Both maps explain the class predicted on the original and keep their graph (second order). CE terms: the
+        mean of the original's and the augmented view's CE, or only the original's with ``cgc_unlabeled``.
+        """
+        c = self.config
+        params = self.cgc_transform.sample(images)
+        augmented = self.cgc_transform.apply(images, params).contiguous(memory_format=self.memory_format)
+        with self._autocast():
+            maps, logits, predicted = cgc_heatmaps(self.joint_forward, self.cgc_layer, images)
+            aug_maps, aug_logits, _ = cgc_heatmaps(self.joint_forward, self.cgc_layer, augmented, predicted)
+        cgc = self.cgc_loss(self.cgc_transform.apply(maps.float(), params), aug_maps.float())
+        ce = F.cross_entropy(logits.float(), labels)
+        if not c.cgc_unlabeled:
+            ce = 0.5 * (ce + F.cross_entropy(aug_logits.float(), labels))
+        return ce + c.cgc_lambda * cgc, logits, {"ce_loss": ce.detach(), "cgc_loss": cgc.detach()}
 
     @torch.no_grad()
     def _validate(self) -> dict[str, Any]:
@@ -387,7 +477,7 @@ class Trainer:
                                                  progress=self._progress(f"epoch {epoch} encoder"))
 
     def _single_batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
-        stage = "classifier" if self.config.method != "ce" else "ce"
+        stage = self.config.method if self.config.is_joint else "classifier"
         yield from self.data.single_batches(self.device, self.memory_format,
                                             progress=self._progress(f"epoch {epoch} {stage}"))
 
@@ -511,7 +601,8 @@ class Trainer:
         if not self.ctx.is_main:
             return
         parts = [f"epoch {row['epoch'] + 1}/{self.total_epochs}"]
-        for key in ("encoder_loss", "classifier_loss", "val_top1", "masked_correct", "background_per_batch"):
+        for key in ("encoder_loss", "classifier_loss", "val_top1", "masked_correct", "background_per_batch",
+                    "cgc_loss"):
             if key in row:
                 parts.append(f"{key} {row[key]:.4g}")
         parts.append(f"{row['epoch_time']:.1f}s")
@@ -526,5 +617,7 @@ def describe_methods() -> dict[str, str]:
         "supcon_ori": "SupCon, classic two-stage (all encoder epochs, then all classifier epochs)",
         "excon": "ExCon: Algorithm 1 with explanation-masked positives",
         "exconb": "ExConB: ExCon with wrongly classified masks as background negatives",
+        "edda": "cross-entropy with EDDA occlusions (salient -> lower-confidence target, non-salient -> label)",
+        "cgc": "cross-entropy + contrastive Grad-CAM consistency across crops and flips",
     }
 

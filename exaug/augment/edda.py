@@ -1,0 +1,255 @@
+"""``EDDAAugment``: explanation-driven data augmentation for cross-entropy training (EDDA, seed 002).
+
+The principle: if model and explainer are aligned, occluding the *salient* region of an image should lower the
+model's confidence, while occluding the same area of its *non-salient* region should not change the prediction.
+EDDA turns this into training data. For every image and its explanation:
+
+* a **salient-occluded** copy: the ``salient_fraction`` most salient pixels are replaced by the fill and the copy
+  gets a lower-confidence soft target (see ``target``), or is left out (``target="exclude"``);
+* a **non-salient-occluded** copy: the same number of *least* salient pixels are replaced, target = the one-hot
+  label.
+
+``policy="random"`` is the control: the same two occlusions at random positions (smooth random maps), same
+targets, so the only difference to ``"explanation"`` is *where* the occlusion falls. No public code exists for
+EDDA; the target policies follow NOTES §6.
+
+Everything is batched (``topk`` masks, ``torch.where`` fills); the only host synchronisation is the count of
+rows that survive (flat maps, ``"exclude"``), which fixes the output size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import weakref
+from typing import Any, Callable, Literal, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..explainers.base import Explainer, resolve_targets
+from ..explainers.gradcam import RandomSaliency
+from ..utils.checks import check_images, check_labels
+from ..utils.isolation import isolated
+from .explanation_mask import ExplanationMaskAugment
+from .masking import Fill, apply_mask, keep_mask
+
+__all__ = ["EDDABatch", "EDDAAugment", "EDDA_TARGETS", "EDDA_POLICIES"]
+
+EDDA_TARGETS: tuple[str, ...] = ("soft", "uniform", "lower_confidence", "exclude")
+EDDA_POLICIES: tuple[str, ...] = ("explanation", "random")
+# Below any saliency difference that matters (maps are in [0, 1]) yet well above float32 resolution at 1.
+TIE_BREAK = 1e-5
+SaliencyFn = Callable[[Tensor, Tensor | None], Tensor]
+
+
+@dataclasses.dataclass
+class EDDABatch:
+    """Output of :class:`EDDAAugment`: ``M`` occluded images with probability targets.
+
+    Rows are ordered salient-occluded first, then non-salient-occluded, each in the order of the input batch;
+    images whose map was flat contribute no row, and with ``target="exclude"`` there are no salient rows.
+
+    Attributes:
+        images: ``(M, C, H, W)`` occluded images.
+        targets: ``(M, K)`` float, each row a probability distribution (use with
+            ``F.cross_entropy(logits, targets)``).
+        salient: ``(M,)`` bool, row is a salient-occluded image.
+        nonsalient: ``(M,)`` bool, row is a non-salient-occluded image (``salient ^ nonsalient`` is all True).
+        source: ``(M,)`` int64, index in the input batch of the image each row comes from.
+        labels: ``(M,)`` int64, the original label of each row.
+        saliency: ``(B, 1, H, W)`` normalised maps that decided the occlusions (random maps for the control).
+        flat: ``(B,)`` bool, maps that carried no information (their images produced no row).
+        logits: ``(B, K)`` detached logits of the input images (eval mode).
+    """
+
+    images: Tensor
+    targets: Tensor
+    salient: Tensor
+    nonsalient: Tensor
+    source: Tensor
+    labels: Tensor
+    saliency: Tensor
+    flat: Tensor
+    logits: Tensor
+
+    @property
+    def num_rows(self) -> int:
+        """``M``."""
+        return self.images.shape[0]
+
+
+class EDDAAugment:
+    """Explanation-driven occlusions with lower-confidence targets (EDDA).
+
+    Example:
+        >>> aug = EDDAAugment("gradcam", salient_fraction=0.2, target="soft",
+        ...                   explainer_options={"target_layer": "encoder.layer2"})
+        >>> batch = aug(images, labels, classifier)          # classifier: images -> logits, left untouched
+        >>> logits = classifier(torch.cat([images, batch.images]))
+        >>> targets = torch.cat([F.one_hot(labels, K).float(), batch.targets])
+        >>> loss = F.cross_entropy(logits, targets)           # soft-target cross-entropy
+
+    Args:
+        explainer: a registered name (built lazily for the model passed at call time), an
+            :class:`~exaug.explainers.Explainer`, or a callable ``f(images, targets) -> (B, 1, H, W)``. Resolved
+            exactly as :class:`~exaug.augment.ExplanationMaskAugment` does. Ignored by ``policy="random"``.
+        salient_fraction: fraction of pixels occluded in each copy (exactly ``round(f * H * W)`` pixels, top-k).
+        target: target of salient-occluded copies: ``"soft"`` (``confidence * one_hot + (1 - confidence) *
+            uniform``), ``"uniform"`` (``1/K`` everywhere), ``"lower_confidence"`` (the model's own
+            probabilities on the original with the label's probability multiplied by ``confidence_scale``,
+            renormalised), or ``"exclude"`` (no salient-occluded rows).
+        policy: ``"explanation"`` (occlude by saliency) or ``"random"`` (the control: occlude the same number of
+            pixels where a smooth random map is high / low).
+        fill: value of occluded pixels: ``"zero"`` (dataset mean in normalised space), ``"mean"``, ``"blur"``,
+            ``"noise"`` or a number.
+        confidence: weight of the one-hot label in the ``"soft"`` target, in ``[0, 1]``.
+        confidence_scale: factor on the label's probability in the ``"lower_confidence"`` target, in ``[0, 1]``.
+        explain: explain the true ``"label"`` or the ``"predicted"`` class.
+        explainer_options: keyword options for :func:`exaug.create_explainer` (e.g. ``target_layer``).
+        random_grid: side of the coarse grid of the random maps (upsampled bilinearly, so random occlusions are
+            blobs like saliency regions rather than scattered pixels); ``None``: one value per pixel.
+        seed: seed of the random maps' private generator (``None``: the global RNG).
+    """
+
+    def __init__(
+        self,
+        explainer: str | Explainer | SaliencyFn = "gradcam",
+        salient_fraction: float = 0.2,
+        target: Literal["soft", "uniform", "lower_confidence", "exclude"] = "soft",
+        policy: Literal["explanation", "random"] = "explanation",
+        fill: Fill | float = "zero",
+        *,
+        confidence: float = 0.5,
+        confidence_scale: float = 0.5,
+        explain: Literal["label", "predicted"] = "label",
+        explainer_options: Mapping[str, Any] | None = None,
+        random_grid: int | None = 8,
+        seed: int | None = None,
+    ) -> None:
+        if not 0.0 < salient_fraction <= 0.5:
+            # Above 0.5 the salient and non-salient occlusions would overlap.
+            raise ValueError(f"salient_fraction must be in (0, 0.5], got {salient_fraction}")
+        if target not in EDDA_TARGETS:
+            raise ValueError(f"target must be one of {EDDA_TARGETS}, got {target!r}")
+        if policy not in EDDA_POLICIES:
+            raise ValueError(f"policy must be one of {EDDA_POLICIES}, got {policy!r}")
+        for name, value in (("confidence", confidence), ("confidence_scale", confidence_scale)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if random_grid is not None and random_grid < 1:
+            raise ValueError(f"random_grid must be a positive int or None, got {random_grid}")
+        # Explainer resolution, fill and option checks are ExplanationMaskAugment's (one implementation).
+        self._resolver = ExplanationMaskAugment(explainer, mode="excon", fill=fill, target=explain,
+                                                explainer_options=explainer_options)
+        self.salient_fraction = float(salient_fraction)
+        self.target = target
+        self.policy = policy
+        self.fill = fill
+        self.confidence = float(confidence)
+        self.confidence_scale = float(confidence_scale)
+        self.explain = explain
+        self.random_grid = random_grid
+        self.seed = seed
+        self._random_cache: tuple[weakref.ref[nn.Module], RandomSaliency] | None = None
+
+    @property
+    def explainer(self) -> str | Explainer | SaliencyFn:
+        """The explainer as given."""
+        return self._resolver.explainer
+
+    # -- the transform ----------------------------------------------------------------------------------------
+    def __call__(self, images: Tensor, labels: Tensor, model: nn.Module) -> EDDABatch:
+        """Build the occluded copies of a batch.
+
+        Args:
+            images: ``(B, C, H, W)`` normalised images.
+            labels: ``(B,)`` integer class labels.
+            model: images -> logits ``(B, K)``; used in eval mode and left untouched.
+
+        Returns:
+            :class:`EDDABatch` with ``M <= 2B`` rows.
+        """
+        check_images(images)
+        labels = check_labels(labels, images.shape[0], "labels")
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module mapping images to logits, got {type(model).__name__}")
+        images = images.detach()
+        saliency, flat, logits = self._saliency(images, labels, model)
+        if logits.dim() != 2 or logits.shape[0] != images.shape[0]:
+            raise ValueError(f"model must return logits (B, K) = ({images.shape[0]}, K), got {tuple(logits.shape)}")
+        num_classes = logits.shape[1]
+        resolve_targets(labels, labels.shape[0], num_classes, labels.device)  # range check, one host sync
+
+        # Occluded = the top-k (salient) / bottom-k (non-salient) pixels of one strict order, so the two regions
+        # are disjoint with exactly k pixels each. ReLU'd maps are often exactly 0 over large areas: a tiny random
+        # key breaks those ties at random (topk alone would always pick the first-in-memory pixels).
+        order = saliency + torch.rand_like(saliency) * TIE_BREAK
+        salient_region = keep_mask(order, keep_fraction=self.salient_fraction)
+        nonsalient_region = keep_mask(-order, keep_fraction=self.salient_fraction)
+        occluded = apply_mask(torch.cat((images, images)), ~torch.cat((salient_region, nonsalient_region)), self.fill)
+
+        one_hot = F.one_hot(labels, num_classes).to(logits.dtype)
+        targets = torch.cat((self._salient_targets(one_hot, logits), one_hot))
+        b = images.shape[0]
+        is_salient = torch.arange(2 * b, device=images.device) < b
+        keep_row = ~torch.cat((flat, flat))
+        if self.target == "exclude":
+            keep_row &= ~is_salient
+        rows = keep_row.nonzero().squeeze(1)  # one host sync: the number of rows fixes the output size
+        source = rows.remainder(b)
+        return EDDABatch(
+            images=occluded.index_select(0, rows),
+            targets=targets.index_select(0, rows),
+            salient=is_salient.index_select(0, rows),
+            nonsalient=~is_salient.index_select(0, rows),
+            source=source,
+            labels=labels.index_select(0, source),
+            saliency=saliency,
+            flat=flat,
+            logits=logits,
+        )
+
+    def _salient_targets(self, one_hot: Tensor, logits: Tensor) -> Tensor:
+        """``(B, K)`` targets of the salient-occluded copies (computed for ``"exclude"`` too, then dropped)."""
+        k = one_hot.shape[1]
+        if self.target == "uniform":
+            return torch.full_like(one_hot, 1.0 / k)
+        if self.target == "lower_confidence":
+            probs = logits.float().softmax(dim=1).to(one_hot.dtype)
+            lowered = probs * torch.where(one_hot.bool(), self.confidence_scale, 1.0)
+            # A label probability of 1 scaled to 0 leaves nothing: fall back to uniform rather than dividing by 0.
+            total = lowered.sum(dim=1, keepdim=True)
+            return torch.where(total > 0, lowered / total.clamp_min(torch.finfo(total.dtype).tiny), 1.0 / k)
+        return self.confidence * one_hot + (1.0 - self.confidence) / k
+
+    def _saliency(self, images: Tensor, labels: Tensor, model: nn.Module) -> tuple[Tensor, Tensor, Tensor]:
+        """Normalised maps ``(B, 1, H, W)``, flat flags ``(B,)`` and eval-mode logits ``(B, K)``."""
+        if self.policy == "random":
+            explanation = self._random_explainer(model).explain(images, labels)
+            saliency, flat, logits = explanation.saliency, explanation.flat, explanation.logits
+        else:
+            explainer = self._resolver.explainer_for(model)
+            if isinstance(explainer, Explainer):
+                explanation = explainer.explain(images, labels if self.explain == "label" else None)
+                saliency, flat, logits = explanation.saliency, explanation.flat, explanation.logits
+            else:
+                saliency, flat = self._resolver._saliency(images, labels, model)
+                logits = None
+        if logits is None:  # perturbation backends and plain callables do not report logits
+            with isolated(model), torch.no_grad():
+                logits = model(images)
+        return saliency, flat, logits.detach()
+
+    def _random_explainer(self, model: nn.Module) -> RandomSaliency:
+        if self._random_cache is None or self._random_cache[0]() is not model:
+            self._random_cache = (weakref.ref(model), RandomSaliency(model, grid=self.random_grid, seed=self.seed))
+        return self._random_cache[1]
+
+    def __repr__(self) -> str:
+        name = self.explainer if isinstance(self.explainer, str) else type(self.explainer).__name__
+        return (
+            f"EDDAAugment(explainer={name!r}, salient_fraction={self.salient_fraction}, target={self.target!r}, "
+            f"policy={self.policy!r}, fill={self.fill!r}, confidence={self.confidence}, "
+            f"confidence_scale={self.confidence_scale}, explain={self.explain!r})"
+        )
