@@ -25,7 +25,7 @@ def _cmd_explainers(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand."""
-    from . import demo
+    from . import demo, explain_cli
     from .evaluation import cli as evaluation_cli
     from .training import cli as train_cli
 
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     explainers.set_defaults(func=_cmd_explainers)
     train_cli.add_parser(sub)
     evaluation_cli.add_parser(sub)
+    explain_cli.add_parser(sub)
     demo.add_parser(sub)
     return parser
 

@@ -11,6 +11,9 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SMALL_ARGS = {
     "01_drop_in_supcon.py": ["--epochs", "1", "--samples", "64", "--batch-size", "32", "--device", "cpu"],
+    "02_edda.py": ["--epochs", "1", "--samples", "64", "--batch-size", "32", "--device", "cpu"],
+    "03_cgc.py": ["--epochs", "1", "--samples", "64", "--batch-size", "32", "--device", "cpu"],
+    "04_cocoa.py": ["--epochs", "1", "--samples", "64", "--masks", "64", "--explicands", "2"],
 }
 
 

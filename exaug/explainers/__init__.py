@@ -8,6 +8,7 @@ from .base import Explainer, Explanation, normalize_saliency, resolve_layer
 from .registry import create_explainer, describe_explainers, explainer_uses_layer, list_explainers, register_explainer
 from . import gradcam  # noqa: F401  (registers "gradcam", "random")
 from . import captum_backends, pgc  # noqa: F401  (register the Captum and "pgc.*" backends)
+from . import rise  # noqa: F401
 from .gradcam import GradCAM, grad_cam
 
 __all__ = [

@@ -1,0 +1,186 @@
+"""COCOA on CIFAR-10 with a small SupCon encoder: insertion / deletion AUCs in the paper's format (Table 1).
+
+    python benchmarks/cocoa_cifar10.py                 # trains a width-0.25 ResNet-18 (~15 min on 1 CPU thread)
+    python benchmarks/cocoa_cifar10.py --run RUNDIR    # reuse a trained run folder (skips training)
+    python benchmarks/cocoa_cifar10.py --quick         # seconds-to-a-minute smoke test (numbers are meaningless)
+
+Protocol (COCOA, Lin et al. 2023, Section 4.1, "same class" setting): explicands are held-out test images of
+the corpus class; corpus = 100 training images of that class; foil = 1500 random training images. Explanation
+targets: label-free (similarity to the explicand's own representation), contrastive label-free, corpus, COCOA
+(contrastive corpus similarity), each attributed with RISE (grid 4x4 on 32x32, p = 0.5, blurred baseline) and
+Integrated Gradients (blurred baseline), plus random maps. Each map is evaluated with insertion and deletion (50
+steps toward/away from the blurred image, trapezoid AUC) of (a) the contrastive corpus similarity and (b) the
+corpus-majority probability of the run's linear classifier. Deviations from the paper to fit a CPU budget:
+fewer explicands, fewer RISE masks, a few training epochs on a subset, SupCon instead of SimCLR/SimSiam.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import save, table  # noqa: E402
+
+import exaug  # noqa: E402
+from exaug.metrics.insertion_deletion import insertion_deletion  # noqa: E402
+from exaug.targets import (  # noqa: E402
+    ContrastiveCorpusSimilarity,
+    ContrastiveSimilarity,
+    CorpusSimilarity,
+    RepresentationSimilarity,
+    encode,
+    sample_corpus,
+    sample_foil,
+)
+from exaug.training import TrainConfig, Trainer, load_run  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.zip"
+
+
+def sem(values: torch.Tensor) -> float:
+    """Standard error of the mean."""
+    return float(values.std() / values.numel() ** 0.5) if values.numel() > 1 else 0.0
+
+
+def train_encoder(args: argparse.Namespace, out: Path) -> Path:
+    config = TrainConfig(
+        method="supcon", dataset="imagefolder-zip", data_root=str(args.data), model="resnet18", width=0.25,
+        feat_dim=64, epochs=args.epochs, batch_size=64, lr=0.125, temperature=0.1, classifier_lr=0.05,
+        train_samples=args.train_samples, eval_samples=args.eval_samples, quiet=True, device="cpu", seed=0,
+        out=str(out),
+    )
+    Trainer(config).fit()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny settings for a smoke test")
+    parser.add_argument("--run", type=Path, help="reuse this trained run folder instead of training")
+    parser.add_argument("--data", type=Path, default=DATA, help="the CIFAR-10 JPEG zip")
+    parser.add_argument("--out", type=Path, help="run folder when training (default: runs/cocoa_cifar10[_quick])")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--train-samples", type=int, default=4000)
+    parser.add_argument("--eval-samples", type=int, default=1000)
+    parser.add_argument("--corpus-class", type=int, default=1, help="CIFAR-10 class index (1 = automobile)")
+    parser.add_argument("--explicands", type=int, default=32)
+    parser.add_argument("--corpus-size", type=int, default=100)
+    parser.add_argument("--foil-size", type=int, default=1500)
+    parser.add_argument("--rise-masks", type=int, default=1000)
+    parser.add_argument("--ig-steps", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=50, help="insertion/deletion steps")
+    args = parser.parse_args()
+    if args.quick:
+        args.epochs, args.train_samples, args.eval_samples = 1, 256, 128
+        args.explicands, args.corpus_size, args.foil_size, args.rise_masks, args.ig_steps = 3, 16, 64, 64, 4
+    if args.out is None:
+        args.out = Path("runs/cocoa_cifar10_quick" if args.quick else "runs/cocoa_cifar10")
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    torch.manual_seed(0)
+    started = time.perf_counter()
+
+    folder = args.run if args.run is not None else train_encoder(args, args.out)
+    trained = time.perf_counter()
+    run = load_run(folder)
+    encoder, classifier = run.model.encoder, run.classifier_model
+    train_set, test_set = run.dataset("train"), run.dataset("test")
+    c = args.corpus_class
+    corpus = sample_corpus(train_set, c, args.corpus_size, seed=1)
+    foil = sample_foil(train_set, args.foil_size, seed=2)
+    explicands = sample_corpus(test_set, c, args.explicands, seed=3)
+    with torch.no_grad():
+        corpus_pred = classifier(corpus).argmax(dim=1)
+    majority = int(corpus_pred.bincount(minlength=run.num_classes).argmax())
+
+    explicand_reps = encode(encoder, explicands)
+    rows_target = torch.arange(explicands.shape[0])
+    cocoa = ContrastiveCorpusSimilarity(encoder, corpus, foil)
+    targets: dict[str, tuple[torch.nn.Module, Any]] = {
+        "label-free": (RepresentationSimilarity(encoder, explicand_reps), rows_target),
+        "contrastive label-free": (ContrastiveSimilarity(encoder, explicand_reps, foil), rows_target),
+        "corpus": (CorpusSimilarity(encoder, corpus), 0),
+        "COCOA": (cocoa, 0),
+    }
+    explainers: dict[str, Callable[[torch.nn.Module], exaug.Explainer]] = {
+        "RISE": lambda m: exaug.create_explainer("rise", m, n_masks=args.rise_masks, grid=4, baseline="blur",
+                                                 batch_size=256),
+        "IG": lambda m: exaug.create_explainer("integrated_gradients", m, n_steps=args.ig_steps, baseline="blur",
+                                               internal_batch_size=256),
+    }
+    # RISE costs n_masks forwards per explicand: run it for the paper's headline pair (label-free vs COCOA) only.
+    plan = [(a, t) for a in ("RISE",) for t in ("label-free", "COCOA")] + [(a, t) for a in ("IG",) for t in targets]
+
+    def cocoa_score(images: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return cocoa(images)[:, 0]
+
+    def majority_score(images: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return classifier(images).softmax(dim=1)[:, majority]
+
+    metrics = [f"{metric}_{mode}" for metric in ("ccs", "majority") for mode in ("insertion", "deletion")]
+    per_explicand: dict[str, dict[str, torch.Tensor]] = {}
+
+    def evaluate(name: str, saliency: torch.Tensor) -> dict[str, float]:
+        out, aucs = {}, {}
+        for metric, score in (("ccs", cocoa_score), ("majority", majority_score)):
+            for mode in ("insertion", "deletion"):
+                auc = insertion_deletion(score, explicands, saliency, mode=mode, steps=args.steps, baseline="blur")
+                aucs[f"{metric}_{mode}"] = auc.auc
+                out[f"{metric}_{mode}"] = float(auc.auc.mean())
+                out[f"{metric}_{mode}_sem"] = sem(auc.auc)
+        per_explicand[name] = aucs
+        return out
+
+    results: dict[str, dict[str, Any]] = {}
+    for attribution, target in plan:
+        model, explained = targets[target]
+        tic = time.perf_counter()
+        saliency = explainers[attribution](model)(explicands, explained)
+        name = f"{attribution} / {target}"
+        results[name] = {**evaluate(name, saliency), "explain_seconds": time.perf_counter() - tic}
+        print(f"{attribution} / {target}: done in {time.perf_counter() - tic:.1f}s", flush=True)
+    generator = torch.Generator().manual_seed(4)
+    random_maps = torch.rand(explicands.shape[0], 1, *explicands.shape[-2:], generator=generator)
+    results["random"] = {**evaluate("random", random_maps), "explain_seconds": 0.0}
+    # Same explicands for every method: paired differences are far less noisy than the per-method spreads.
+    paired = {}
+    for first, second in [("RISE / COCOA", "RISE / label-free"), ("IG / COCOA", "IG / label-free"),
+                          ("RISE / COCOA", "random"), ("IG / COCOA", "random")]:
+        diff = {m: per_explicand[first][m] - per_explicand[second][m] for m in metrics}
+        paired[f"{first} - {second}"] = {**{m: float(d.mean()) for m, d in diff.items()},
+                                         **{f"{m}_sem": sem(d) for m, d in diff.items()}}
+
+    header = ["attribution / target", "CCS ins (↑)", "CCS del (↓)", "majority ins (↑)", "majority del (↓)"]
+    rows = [[name, f"{r['ccs_insertion']:.3f} ± {r['ccs_insertion_sem']:.3f}",
+             f"{r['ccs_deletion']:.3f} ± {r['ccs_deletion_sem']:.3f}",
+             f"{r['majority_insertion']:.3f} ± {r['majority_insertion_sem']:.3f}",
+             f"{r['majority_deletion']:.3f} ± {r['majority_deletion_sem']:.3f}"] for name, r in results.items()]
+    val = (run.summary or {}).get("best_val_top1", (run.metrics[-1] if run.metrics else {}).get("val_top1"))
+    print(f"\nCIFAR-10, corpus class {c} ({explicands.shape[0]} explicands of the same class), encoder val top-1 "
+          f"{val}, corpus-majority class {majority} ({int((corpus_pred == majority).sum())}/{corpus.shape[0]} "
+          f"corpus images)")
+    print(table(rows, header))
+    print("\npaired differences (mean ± SEM over explicands; insertion: > 0 favours the first, deletion: < 0)")
+    print(table([[name] + [f"{d[m]:+.3f} ± {d[m + '_sem']:.3f}" for m in metrics] for name, d in paired.items()],
+                ["difference"] + header[1:]))
+    path = save("cocoa_cifar10", {
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "run": str(folder), "val_top1": val, "majority_class": majority,
+        "corpus_majority_share": float((corpus_pred == majority).float().mean()),
+        "train_seconds": trained - started, "total_seconds": time.perf_counter() - started,
+        "results": results, "paired_differences": paired,
+        "per_explicand_auc": {name: {m: v.tolist() for m, v in aucs.items()} for name, aucs in per_explicand.items()},
+    }, args.quick)
+    print(f"saved {path}")
+
+
+if __name__ == "__main__":
+    main()
