@@ -188,17 +188,23 @@ class ExplanationMaskAugment:
         self._check_labels(logits, labels, check_range=not labels_checked)
         correct = logits.argmax(dim=1) == labels
 
-        first = torch.where(correct.view(-1, 1, 1, 1), masked, view1)
+        correct_rows = correct.view(-1, 1, 1, 1)
         background = torch.zeros_like(labels, dtype=torch.bool)
         if self.mode == "exconb":
             # One host sync: the number of wrong masks fixes the batch size. nonzero() returns increasing indices.
             wrong = (~correct).nonzero().squeeze(1)
-            extra = masked.index_select(0, wrong)
-            images = torch.cat((first, extra, view2, extra))
+            b, k = labels.shape[0], wrong.shape[0]
+            n = b + k
+            # Written once into the final buffer (no torch.cat of temporaries): this is the hot path.
+            images = originals.new_empty((2 * n, *originals.shape[1:]))
+            torch.where(correct_rows, masked, view1, out=images[:b])
+            torch.index_select(masked, 0, wrong, out=images[b:n])
+            images[n : n + b] = view2
+            images[n + b :] = images[b:n]
             labels_out = torch.cat((labels, labels.index_select(0, wrong)))
             background = torch.cat((background, torch.ones_like(wrong, dtype=torch.bool)))
         else:
-            images = torch.cat((first, view2))
+            images = torch.cat((torch.where(correct_rows, masked, view1), view2))
             labels_out = labels
         return AugmentedBatch(
             images=images,

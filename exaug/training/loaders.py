@@ -54,10 +54,10 @@ class RunData:
             loader.generator.manual_seed(seed)  # type: ignore[union-attr]
 
     def contrastive_batches(
-        self, device: torch.device, memory_format: torch.memory_format, progress: dict[str, Any] | None = None
+        self, device: torch.device, memory_format: torch.memory_format
     ) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
         """``(standard, view1, view2, labels)`` on ``device``, each image tensor ``(B, C, H, W)``."""
-        for views, labels in _progress(self.contrastive, progress):
+        for views, labels in self.contrastive:
             labels = labels.to(device, non_blocking=True)
             if self.device_views is not None:
                 pixels = _to(views, device, memory_format)
@@ -67,11 +67,9 @@ class RunData:
                 standard, view1, view2 = (_to(v, device, memory_format) for v in views)
                 yield standard, view1, view2, labels
 
-    def single_batches(
-        self, device: torch.device, memory_format: torch.memory_format, progress: dict[str, Any] | None = None
-    ) -> Iterator[tuple[Tensor, Tensor]]:
+    def single_batches(self, device: torch.device, memory_format: torch.memory_format) -> Iterator[tuple[Tensor, Tensor]]:
         """``(random view, labels)`` on ``device``."""
-        for images, labels in _progress(self.single, progress):
+        for images, labels in self.single:
             images = _to(images, device, memory_format)
             if self.device_views is not None:
                 images = self.device_views(images)
@@ -85,14 +83,6 @@ class RunData:
 
 def _to(images: Tensor, device: torch.device, memory_format: torch.memory_format) -> Tensor:
     return images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-
-
-def _progress(loader: DataLoader, options: dict[str, Any] | None) -> Any:
-    if options is None:
-        return loader
-    from tqdm.auto import tqdm
-
-    return tqdm(loader, **options)
 
 
 NATIVE_SIZES = {"synthetic": 32, "cifar10": 32, "cifar100": 32, "tinyimagenet": 64}

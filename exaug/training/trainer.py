@@ -50,6 +50,8 @@ __all__ = ["Trainer", "TrainingDiverged", "build_networks", "cosine_factor", "se
 
 Callback = Callable[["Trainer", dict[str, Any]], None]
 JointStep = Callable[[Tensor, Tensor, int], tuple[Tensor, Tensor, dict[str, Tensor]]]
+#: Steps between loss updates on the progress bar (each one is a host sync).
+PROGRESS_EVERY = 10
 CHECKPOINT_KEYS = ("config", "epoch", "model", "classifier", "optimizers", "schedulers")
 
 
@@ -120,6 +122,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.amp == "fp16" and self.device.type == "cuda")
         self.start_epoch = 0
         self._current_epoch = 0
+        self._bar: Any = None
         self.best_val = -1.0
         self.history: list[dict[str, Any]] = []
 
@@ -471,20 +474,34 @@ class Trainer:
         self.scaler.scale(loss).backward()
         self.scaler.step(optimizer)
         self.scaler.update()
+        if self._bar is not None and step % PROGRESS_EVERY == 0:
+            self._bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
 
     def _contrastive_batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
-        yield from self.data.contrastive_batches(self.device, self.memory_format,
-                                                 progress=self._progress(f"epoch {epoch} encoder"))
+        batches = self.data.contrastive_batches(self.device, self.memory_format)
+        yield from self._with_progress(batches, len(self.data.contrastive), f"epoch {epoch + 1} encoder")
 
     def _single_batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
         stage = self.config.method if self.config.is_joint else "classifier"
-        yield from self.data.single_batches(self.device, self.memory_format,
-                                            progress=self._progress(f"epoch {epoch} {stage}"))
+        batches = self.data.single_batches(self.device, self.memory_format)
+        yield from self._with_progress(batches, len(self.data.single), f"epoch {epoch + 1} {stage}")
 
-    def _progress(self, desc: str) -> dict[str, Any] | None:
+    def _with_progress(self, batches: Iterator[Any], total: int, desc: str) -> Iterator[Any]:
+        """A tqdm bar in images/s over ``batches``; :meth:`_step` shows the loss on it every few steps."""
         if self.config.quiet or not self.ctx.is_main:
-            return None
-        return {"desc": desc, "leave": False, "unit": "batch", "dynamic_ncols": True}
+            yield from batches
+            return
+        from tqdm.auto import tqdm
+
+        with tqdm(total=total, desc=desc, leave=False, unit="img", unit_scale=self.config.batch_size,
+                  dynamic_ncols=True) as bar:
+            self._bar = bar
+            try:
+                for batch in batches:
+                    yield batch
+                    bar.update(1)
+            finally:
+                self._bar = None
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.config.amp == "none":
