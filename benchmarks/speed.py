@@ -11,11 +11,13 @@ Sections:
   routing  ExConB augmentation incl. its Grad-CAM with a tiny model (compute negligible, the regime of a GPU) at
            growing batch sizes, against a naive per-sample implementation of the reference code's loop
   views    the SupCon random view per image with torchvision (DataLoader path) vs batched with Kornia
+  drop_increase  batched drop/increase (one explainer pass, one forward per keep fraction) vs a per-image loop
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save, table, time_interleaved  # noqa: E402
+from common import RESULTS, save, table, time_interleaved  # noqa: E402
 
 import exaug  # noqa: E402
 from exaug.explainers import normalize_saliency  # noqa: E402
@@ -226,6 +228,104 @@ def bench_routing(args: argparse.Namespace, device: torch.device) -> dict[str, A
     return {"seconds": default, "seconds_freed_memory_kept": caching, "batches": args.routing_batches, **growth}
 
 
+def naive_drop_increase(model: nn.Module, explainer: Any, images: torch.Tensor, keep_fractions: tuple[float, ...]
+                        ) -> dict[float, float]:
+    """The reference code's shape: one image at a time, an explanation and a forward per keep fraction each."""
+    drops = {q: 0.0 for q in keep_fractions}
+    for i in range(images.shape[0]):
+        x = images[i : i + 1]
+        explanation = explainer.explain(x)
+        p_orig, predicted = explanation.logits.softmax(1).max(1)
+        for q in keep_fractions:
+            keep = torch.zeros(x.shape[-2] * x.shape[-1], dtype=torch.bool)
+            keep[explanation.saliency.flatten().argsort(descending=True)[: round(q * keep.numel())]] = True
+            perturbed = torch.where(keep.view(1, 1, *x.shape[-2:]), x, torch.zeros(()))
+            with torch.no_grad():
+                p = model(perturbed).softmax(1)[0, predicted.item()].item()
+            drops[q] += float(p < p_orig.item()) / images.shape[0]
+    return drops
+
+
+def reference_shaped_drop_increase(model: nn.Module, layer: nn.Module, images: torch.Tensor,
+                                   keep_fractions: tuple[float, ...]) -> dict[float, float]:
+    """The shape the NOTES describe for the reference code (~10 batch-of-one passes per image): a prediction,
+    pytorch-grad-cam's GradCAM (forward + full backward), then per keep fraction a forward of the original and
+    one of the perturbed image."""
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    drops = {q: 0.0 for q in keep_fractions}
+    with GradCAM(model=model, target_layers=[layer]) as cam:
+        for i in range(images.shape[0]):
+            x = images[i : i + 1]
+            with torch.no_grad():
+                predicted = int(model(x).argmax(1))
+            sal = torch.from_numpy(cam(input_tensor=x, targets=[ClassifierOutputTarget(predicted)]))
+            for q in keep_fractions:
+                keep = torch.zeros(x.shape[-2] * x.shape[-1], dtype=torch.bool)
+                keep[sal.flatten().argsort(descending=True)[: round(q * keep.numel())]] = True
+                perturbed = torch.where(keep.view(1, 1, *x.shape[-2:]), x, torch.zeros(()))
+                with torch.no_grad():
+                    p_orig = model(x).softmax(1)[0, predicted].item()
+                    p = model(perturbed).softmax(1)[0, predicted].item()
+                drops[q] += float(p < p_orig) / images.shape[0]
+    return drops
+
+
+class SmallCNN(nn.Module):
+    """Two convolutions, global pooling and a linear head: the "small model" of the drop/increase comparison."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(),
+                                      nn.Conv2d(16, 32, 3, padding=1, stride=2), nn.ReLU())
+        self.fc = nn.Linear(32, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x).mean(dim=(2, 3)))
+
+
+def bench_drop_increase(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """Batched drop/increase (one explainer pass + one forward per keep fraction) vs per-image loops."""
+    from exaug.metrics import DropIncrease
+
+    torch.manual_seed(0)
+    _, resnet = resnet18_models(args.drop_width, 10, device)
+    models = {
+        f"CIFAR ResNet-18 (width {args.drop_width})": (resnet.eval(), default_explainer_layer("resnet18", 32)),
+        "small CNN (2 convs)": (SmallCNN().to(device).eval(), "features.2"),
+    }
+    images = torch.randn(args.drop_batch, 3, 32, 32, device=device)
+    fractions = (0.15, 0.30, 0.45)
+    results: dict[str, Any] = {}
+    rows = []
+    for name, (model, layer) in models.items():
+        explainer = exaug.create_explainer("gradcam", model, target_layer=layer)
+        layer_module = dict(model.named_modules())[layer]
+
+        def batched() -> dict[float, float]:
+            metric = DropIncrease(explainer, model, keep_fractions=fractions)
+            metric.update(images)
+            return {q: float(v["drop_percent"]) for q, v in metric.compute().items()}
+
+        times = time_interleaved(
+            {"batched": batched,
+             "naive": lambda: naive_drop_increase(model, explainer, images, fractions),
+             "reference-shaped": lambda: reference_shaped_drop_increase(model, layer_module, images, fractions)},
+            repeats=max(1, args.repeats // 3), warmup=1, device=device,
+        )
+        agree = max(abs(batched()[q] - naive_drop_increase(model, explainer, images, fractions)[q]) for q in fractions)
+        ratios = {key: times[key] / times["batched"] for key in times}
+        results[name] = {"seconds": times, "naive_over_batched": ratios["naive"],
+                         "reference_shaped_over_batched": ratios["reference-shaped"],
+                         "max_abs_drop_percent_difference": agree}
+        rows.append([name, times["batched"], times["naive"], ratios["naive"], times["reference-shaped"],
+                     ratios["reference-shaped"], agree])
+    print(f"\n## Drop/increase at keep 0.15/0.30/0.45, batch {args.drop_batch} (seconds)")
+    print(table(rows, ["model", "batched", "naive loop", "x", "reference-shaped loop", "x", "max |diff| drop%"]))
+    return {"batch": args.drop_batch, "models": results}
+
+
 def bench_views(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     """SupCon random view: per-image torchvision pipeline (DataLoader path) vs batched Kornia on the device."""
     from exaug.data import SyntheticShapes
@@ -252,7 +352,7 @@ def bench_views(args: argparse.Namespace, device: torch.device) -> dict[str, Any
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (smoke test)")
-    parser.add_argument("--sections", nargs="+", default=["step", "gradcam", "views", "routing"])
+    parser.add_argument("--sections", nargs="+", default=["step", "gradcam", "views", "drop_increase", "routing"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args(argv)
@@ -263,13 +363,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.batch, args.width, args.repeats = 8, 0.125, 2
         args.routing_batches, args.naive_max_batch = [64, 256], 64
         args.views_batch = 32
+        args.drop_batch, args.drop_width = 16, 0.125
     else:
         args.batch, args.width, args.repeats = 64, 1.0, 9
         args.routing_batches, args.naive_max_batch = [64, 256, 1024, 2048], 1024
         args.views_batch = 256
+        args.drop_batch, args.drop_width = 256, 0.0625
     # routing last: it changes the process's malloc settings for its second measurement.
-    sections = {"step": bench_step, "gradcam": bench_gradcam, "views": bench_views, "routing": bench_routing}
+    sections = {"step": bench_step, "gradcam": bench_gradcam, "views": bench_views,
+                "drop_increase": bench_drop_increase, "routing": bench_routing}
     results = {name: sections[name](args, device) for name in sorted(args.sections, key=list(sections).index)}
+    previous = RESULTS / "speed.json"
+    if not args.quick and set(args.sections) != set(sections) and previous.exists():
+        # A partial run updates its sections and keeps the others' last measurements.
+        results = {**json.loads(previous.read_text()).get("results", {}), **results}
     path = save("speed", {"quick": args.quick, "device": str(device), "results": results}, quick=args.quick)
     print(f"\nsaved {path}")
     return results

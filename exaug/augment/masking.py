@@ -85,13 +85,16 @@ def gaussian_blur(images: Tensor, kernel_size: int = 21, sigma: float = 5.0) -> 
     return x
 
 
-def fill_like(images: Tensor, fill: Fill | float = "zero") -> Tensor:
+def fill_like(images: Tensor, fill: Fill | float | Tensor = "zero") -> Tensor:
     """What dropped pixels become, broadcastable to ``images`` ``(B, C, H, W)``.
 
     Args:
         images: normalised batch.
-        fill: ``"zero"``, ``"mean"``, ``"blur"``, ``"noise"``, or a constant.
+        fill: ``"zero"``, ``"mean"``, ``"blur"``, ``"noise"``, a constant, or a tensor broadcastable to
+            ``images`` (returned as is).
     """
+    if isinstance(fill, Tensor):  # already computed (e.g. shared by several masks of the same images)
+        return fill
     if isinstance(fill, (int, float)):
         return torch.full((), float(fill), dtype=images.dtype, device=images.device)
     if fill == "zero":
@@ -105,7 +108,7 @@ def fill_like(images: Tensor, fill: Fill | float = "zero") -> Tensor:
     raise ValueError(f"fill must be one of {FILLS} or a number, got {fill!r}")
 
 
-def apply_mask(images: Tensor, keep: Tensor, fill: Fill | float = "zero") -> Tensor:
+def apply_mask(images: Tensor, keep: Tensor, fill: Fill | float | Tensor = "zero") -> Tensor:
     """``images`` where ``keep`` is True, the ``fill`` elsewhere.
 
     Args:
@@ -121,6 +124,6 @@ def apply_mask(images: Tensor, keep: Tensor, fill: Fill | float = "zero") -> Ten
     # A float 0/1 weight with mul / lerp is exact for kept and dropped pixels, and several times faster than a
     # broadcasting torch.where on the CPU (this runs on every training step).
     weight = keep.to(images.dtype)
-    if isinstance(fill, str) and fill == "zero" or (not isinstance(fill, str) and float(fill) == 0.0):
+    if (isinstance(fill, str) and fill == "zero") or (isinstance(fill, (int, float)) and float(fill) == 0.0):
         return images * weight
     return torch.lerp(fill_like(images, fill).expand_as(images), images, weight)

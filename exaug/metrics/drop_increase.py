@@ -21,7 +21,7 @@ from typing import Any, Literal, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..augment.masking import Fill, fill_like, keep_mask
+from ..augment.masking import Fill, apply_mask, fill_like, keep_mask
 from ..explainers import Explainer
 from .base import Metric, check_fractions, check_images, check_model, check_saliency, predict, resolve_explainer
 
@@ -75,7 +75,7 @@ def drop_increase(
     out: dict[float, dict[str, Tensor]] = {}
     for q in fractions:
         keep = keep_mask(saliency, keep_fraction=q, flat=flat)
-        perturbed = torch.where(keep, images, filler)
+        perturbed = apply_mask(images, keep, filler)
         p_pert = predict(model, perturbed).float().softmax(dim=1).gather(1, predicted.unsqueeze(1)).squeeze(1)
         terms = {
             "drop_percent": (p_pert < p_orig).float(),
