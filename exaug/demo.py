@@ -186,7 +186,8 @@ def _write_report(out: Path, settings: dict[str, Any], summaries: dict[str, dict
         "This is a smoke-scale run (minutes on a CPU, one seed): accuracy differences of a few points are within "
         "seed noise here. The ExCon paper's gains are measured after 200 epochs on CIFAR-100 with ResNet-50 "
         "(`benchmarks/reproduce_cifar100.py`). While the classifier is weak, most masked images are misclassified "
-        "and ExConB adds many background rows per batch; that share falls as the classifier improves.",
+        "and ExConB adds many background rows per batch; that share falls as the classifier improves. ExConB's loss "
+        "has those rows in its denominators, so its value is not comparable with SupCon's.",
         "",
         f"![learning curves]({figures['curves'].name})",
         "",
