@@ -234,7 +234,7 @@ class EDDAAugment:
                 explanation = explainer.explain(images, labels if self.explain == "label" else None)
                 saliency, flat, logits = explanation.saliency, explanation.flat, explanation.logits
             else:
-                saliency, flat = self._resolver._saliency(images, labels, model)
+                saliency, flat = self._resolver._saliency(explainer, images, labels, model)
                 logits = None
         if logits is None:  # perturbation backends and plain callables do not report logits
             with isolated(model), torch.no_grad():

@@ -178,13 +178,14 @@ class ExplanationMaskAugment:
             images = torch.cat((view1, view2))
             return AugmentedBatch(images, labels, torch.zeros_like(labels, dtype=torch.bool))
 
-        saliency, flat = self._saliency(originals, labels, model)
+        explainer = self.explainer_for(model)
+        saliency, flat = self._saliency(explainer, originals, labels, model)
         keep = keep_mask(saliency, threshold=self.threshold, keep_fraction=self.keep_fraction, flat=flat)
         masked = apply_mask(originals, keep, self.fill)
         with isolated(model), torch.no_grad():
             logits = model(masked)
         # A registry explainer asked for the labels has range-checked them already (one host sync is enough).
-        labels_checked = isinstance(self.explainer_for(model), Explainer) and self.target == "label"
+        labels_checked = isinstance(explainer, Explainer) and self.target == "label"
         self._check_labels(logits, labels, check_range=not labels_checked)
         correct = logits.argmax(dim=1) == labels
 
@@ -217,10 +218,11 @@ class ExplanationMaskAugment:
             flat=flat,
         )
 
-    def _saliency(self, originals: Tensor, labels: Tensor, model: nn.Module) -> tuple[Tensor, Tensor]:
+    def _saliency(
+        self, explainer: Explainer | SaliencyFn, originals: Tensor, labels: Tensor, model: nn.Module
+    ) -> tuple[Tensor, Tensor]:
         """Normalised maps ``(B, 1, H, W)`` and flat flags ``(B,)`` for the originals."""
         targets = labels if self.target == "label" else None
-        explainer = self.explainer_for(model)
         if isinstance(explainer, Explainer):
             explanation = explainer.explain(originals, targets)
             return explanation.saliency, explanation.flat

@@ -14,7 +14,6 @@ import numbers
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..utils.checks import check_images

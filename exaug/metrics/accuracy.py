@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Metric, check_labels
+from ..utils.checks import check_labels
+from .base import Metric
 
 __all__ = ["Accuracy", "knn_accuracy", "linear_probe", "topk_accuracy"]
 

@@ -15,7 +15,6 @@ import torch
 from torch import Tensor, nn
 
 from ..explainers import Explainer, create_explainer
-from ..utils.checks import check_images, check_labels
 from ..utils.isolation import isolated
 
 __all__ = ["Metric"]

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..utils.isolation import isolated
-from .base import Metric, check_images, check_labels, check_model, normalisation, predict
+from ..utils.checks import check_images, check_labels
+from .base import Metric, check_model, normalisation, predict
 
 __all__ = [
     "AdversarialAccuracy",

@@ -30,7 +30,8 @@ import torch
 from torch import Tensor, nn
 
 from ..augment.masking import gaussian_blur as _blur
-from .base import check_images, check_labels, check_model, normalisation, predict
+from ..utils.checks import check_images, check_labels
+from .base import check_model, normalisation, predict
 
 __all__ = ["CORRUPTIONS", "SEVERITY_PARAMETERS", "corrupt", "corruption_accuracy"]
 

@@ -23,7 +23,8 @@ from torch import Tensor, nn
 
 from ..augment.masking import Fill, apply_mask, fill_like, keep_mask
 from ..explainers import Explainer
-from .base import Metric, check_fractions, check_images, check_model, check_saliency, predict, resolve_explainer
+from ..utils.checks import check_images
+from .base import Metric, check_fractions, check_model, check_saliency, predict, resolve_explainer
 
 __all__ = ["DROP_INCREASE_KEYS", "DropIncrease", "drop_increase"]
 

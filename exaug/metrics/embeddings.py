@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .base import check_images, check_labels, check_model, predict
+from ..utils.checks import check_images, check_labels
+from .base import check_model, predict
 
 __all__ = ["compute_embeddings", "plot_tsne", "training_stability"]
 

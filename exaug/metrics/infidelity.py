@@ -34,7 +34,8 @@ from torch import Tensor, nn
 
 from ..explainers import Explainer
 from ..utils.isolation import isolated
-from .base import Metric, check_images, check_labels, check_model, predict, resolve_explainer
+from ..utils.checks import check_images, check_labels
+from .base import Metric, check_model, predict, resolve_explainer
 
 __all__ = [
     "Infidelity",

@@ -33,7 +33,8 @@ from torch import Tensor, nn
 
 from ..augment.masking import Fill, fill_like
 from ..explainers import Explainer
-from .base import Metric, check_images, check_labels, check_model, check_saliency, predict, resolve_explainer
+from ..utils.checks import check_images, check_labels
+from .base import Metric, check_model, check_saliency, predict, resolve_explainer
 
 __all__ = [
     "CurveResult",

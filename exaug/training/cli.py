@@ -11,7 +11,10 @@ from .config import METHODS, add_config_arguments, config_from_args
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``exaug train`` on an ``argparse`` sub-parser collection."""
-    methods = "\n".join(f"  {m}" for m in METHODS)
+    from .trainer import describe_methods
+
+    descriptions = describe_methods()
+    methods = "\n".join(f"  {m:<11} {descriptions[m]}" for m in METHODS)
     parser = subparsers.add_parser(
         "train",
         help="train SupCon / ExCon / ExConB / CE (the ExCon paper's Algorithm 1)",
