@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from ..augment.masking import Fill, apply_mask, fill_like, keep_mask
 from ..explainers import Explainer
+from ..explainers.base import positive_int
 from ..utils.checks import check_images
 from .base import Metric, check_fractions, check_model, check_saliency, predict, resolve_explainer
 
@@ -104,6 +105,10 @@ class DropIncrease(Metric):
         fill: dropped-pixel fill (``"zero"``, ``"mean"``, ``"blur"``, ``"noise"`` or a number).
         target_layer: layer for an explainer built by name.
         explainer_options: options for an explainer built by name.
+        chunk_size: images explained and scored together; larger batches are split. On a CPU, activations of
+            128 small images stay in cache where 256 do not: at batch 256 a CIFAR ResNet-18 of width 1/16 runs
+            about 1.4x faster in chunks of 128, a 2-convolution CNN about 2x (``benchmarks/speed.py``). ``None``
+            keeps every batch whole. It also bounds memory on a GPU.
     """
 
     def __init__(
@@ -115,8 +120,10 @@ class DropIncrease(Metric):
         *,
         target_layer: Any = None,
         explainer_options: dict[str, Any] | None = None,
+        chunk_size: int | None = 128,
     ) -> None:
         self.model = check_model(model)
+        self.chunk_size = positive_int("chunk_size", chunk_size, allow_none=True)
         self.explainer = resolve_explainer(explainer_or_name, model, target_layer, **(explainer_options or {}))
         self.keep_fractions = check_fractions(keep_fractions, "keep_fractions")
         self.fill = fill
@@ -131,6 +138,11 @@ class DropIncrease(Metric):
     def update(self, images: Tensor) -> None:
         """Explain the predicted class of ``images`` ``(B, C, H, W)`` once and score every keep fraction."""
         check_images(images)
+        chunks = [images] if self.chunk_size is None else images.split(self.chunk_size)
+        for chunk in chunks:
+            self._update_chunk(chunk)
+
+    def _update_chunk(self, images: Tensor) -> None:
         if self.explainer.model is self.model:
             explanation = self.explainer.explain(images)  # targets=None: the predicted class
             logits = explanation.logits if explanation.logits is not None else predict(self.model, images)

@@ -71,6 +71,23 @@ def test_class_uses_one_explainer_pass_and_matches_function(cnn, images, monkeyp
         metric.compute()
 
 
+def test_chunked_update_matches_whole_batch(cnn, images, monkeypatch):
+    explainer = create_explainer("gradcam", cnn, target_layer="block2")
+    whole = DropIncrease(explainer, cnn, chunk_size=None)
+    whole.update(images)
+    calls = []
+    original = explainer.explain
+    monkeypatch.setattr(explainer, "explain", lambda x, *a, **k: calls.append(x.shape[0]) or original(x, *a, **k))
+    chunked = DropIncrease(explainer, cnn, chunk_size=4)
+    chunked.update(images)
+    assert calls == [4, 2]
+    for q, scores in whole.compute().items():
+        for key, value in scores.items():
+            assert chunked.compute()[q][key] == pytest.approx(value, abs=1e-6), (q, key)
+    with pytest.raises(ValueError, match="chunk_size"):
+        DropIncrease(explainer, cnn, chunk_size=0)
+
+
 def test_keep_everything_changes_nothing(cnn, images):
     out = drop_increase(cnn, images, torch.rand(6, 1, 16, 16), keep_fractions=(1.0,))[1.0]
     assert all(float(v) == 0.0 for v in out.values())
