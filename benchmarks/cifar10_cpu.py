@@ -20,9 +20,11 @@ Results: ``<results-dir>/cifar10_cpu.json`` and ``cifar10_cpu.md`` (mean ± std 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -57,15 +59,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where cifar10_cpu.json/.md go")
     parser.add_argument("--methods", nargs="+", default=list(STUDY_METHODS), choices=STUDY_METHODS)
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0 .. N-1)")
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--train-samples", type=int, default=1600, help="seeded, class-balanced training subset")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--train-samples", type=int, default=3000, help="seeded, class-balanced training subset")
     parser.add_argument("--eval-samples", type=int, default=1000, help="test images validated on every epoch")
     parser.add_argument("--test-samples", type=int, default=1000, help="test images of the final evaluation")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=None, help="encoder lr (default 0.5 * batch / 256)")
     parser.add_argument("--width", type=float, default=0.25, help="channel width multiplier of the ResNet-18")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads per run (default: torch's; 1 when --jobs > 1)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs trained side by side in separate processes; on a small CPU, --jobs 2 --threads 1 "
+                             "keeps both cores busy without the OpenMP oversubscription of two 2-thread runs")
     parser.add_argument("--max-minutes", type=float, default=90.0, help="warn when the estimate exceeds this")
     parser.add_argument("--estimate-only", action="store_true", help="print the time estimate and stop")
     parser.add_argument("--no-estimate", action="store_true", help="skip the timing before the study")
@@ -78,6 +84,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.lr is None:
         args.lr = 0.5 * args.batch_size / 256
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    if args.threads is None and args.jobs > 1:
+        args.threads = 1
     args.data_options = dataset_options(args)
     return args
 
@@ -148,8 +158,10 @@ def estimate(args: argparse.Namespace, grid: Sequence[GridRun]) -> dict[str, Any
         per_image = sum(v for k, v in timing.items() if k not in ("total_seconds", "accuracy"))
         eval_seconds = timing["total_seconds"] + per_image * (args.test_samples / probe - 1)
     runs = {r.name: per_epoch[COST_CLASS.get(r.method, r.method)] * r.config.epochs + eval_seconds for r in grid}
+    total = sum(runs.values())
     return {"seconds_per_epoch": per_epoch, "eval_seconds_per_run": eval_seconds, "seconds_per_run": runs,
-            "total_seconds": sum(runs.values()), "steps_per_epoch": steps_full, "threads": torch.get_num_threads()}
+            "total_seconds": total, "wall_seconds": max(total / args.jobs, max(runs.values(), default=0.0)),
+            "jobs": args.jobs, "steps_per_epoch": steps_full, "threads": torch.get_num_threads()}
 
 
 def print_estimate(info: dict[str, Any], args: argparse.Namespace, pending: Sequence[GridRun]) -> None:
@@ -157,13 +169,39 @@ def print_estimate(info: dict[str, Any], args: argparse.Namespace, pending: Sequ
     print(f"\nEstimated cost ({info['threads']} torch threads, {info['steps_per_epoch']} steps of {args.batch_size} "
           f"per epoch, timed on 2 steps):")
     print(table(rows, ["method", "s / epoch", "min / run (training)"]))
-    total = info["total_seconds"] / 60
-    left = sum(info["seconds_per_run"][r.name] for r in pending) / 60
+    total = info["wall_seconds"] / 60
+    left = sum(info["seconds_per_run"][r.name] for r in pending) / 60 / args.jobs
     print(f"evaluation: {info['eval_seconds_per_run']:.0f} s per run; whole grid ({len(info['seconds_per_run'])} "
-          f"runs): about {total:.0f} min; still to do ({len(pending)} runs): about {left:.0f} min")
+          f"runs, {args.jobs} at a time): about {total:.0f} min; still to do ({len(pending)} runs): about "
+          f"{left:.0f} min")
     if total > args.max_minutes:
         print(f"WARNING: the estimate ({total:.0f} min) exceeds --max-minutes {args.max_minutes:g}; lower "
               "--train-samples or --epochs, or accept the longer run")
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def run_grid(grid: Sequence[GridRun], args: argparse.Namespace, timing: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Train and evaluate every unfinished run, ``args.jobs`` at a time (longest first, so the jobs end together)."""
+    options = eval_options(args)
+    if args.jobs == 1:
+        done = []
+        for number, run in enumerate(grid, 1):
+            print(f"[{number}/{len(grid)}] {run.name}", flush=True)
+            done.append(run_in_process(run, args.test_samples, eval_options=options))
+        return done
+    cost = (timing or {}).get("seconds_per_run", {})
+    ordered = sorted(grid, key=lambda r: -cost.get(r.name, 0.0))
+    print(f"running {len(grid)} runs, {args.jobs} at a time with {args.threads} thread(s) each", flush=True)
+    # spawn: a forked child would inherit the parent's OpenMP thread pool, which is not fork-safe.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_init_worker,
+                             initargs=(args.threads,)) as pool:
+        futures = {run.name: pool.submit(run_in_process, run, args.test_samples, eval_options=options)
+                   for run in ordered}
+        return [futures[run.name].result() for run in grid]
 
 
 def render(summary: dict[str, dict[str, Any]], args: argparse.Namespace, data: str) -> str:
@@ -188,10 +226,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.estimate_only:
         return {"estimate": timing}
     started = time.time()
-    done = []
-    for number, run in enumerate(grid, 1):
-        print(f"[{number}/{len(grid)}] {run.name}", flush=True)
-        done.append(run_in_process(run, args.test_samples, eval_options=eval_options(args)))
+    done = run_grid(grid, args, timing)
     records: dict[str, list[dict[str, Any]]] = {}
     for run in grid:
         records.setdefault(run.method, []).append(collect(run.folder))
@@ -199,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     text = render(summary, args, data)
     print("\n" + text)
     budget = {k: getattr(args, k) for k in ("epochs", "train_samples", "eval_samples", "test_samples", "batch_size",
-                                            "lr", "width", "seeds", "methods", "quick")}
+                                            "lr", "width", "seeds", "methods", "quick", "jobs", "threads")}
     paths = write_results(args.results_dir, "cifar10_cpu", {
         "budget": budget, "dataset": data, "estimate": timing, "wall_seconds": time.time() - started,
         "done": done, "methods": summary, "runs": {m: [r["folder"] for r in recs] for m, recs in records.items()},

@@ -11,16 +11,25 @@ Sections:
   routing  ExConB augmentation incl. its Grad-CAM with a tiny model (compute negligible, the regime of a GPU) at
            growing batch sizes, against a naive per-sample implementation of the reference code's loop
   views    the SupCon random view per image with torchvision (DataLoader path) vs batched with Kornia
-  drop_increase  batched drop/increase (one explainer pass, one forward per keep fraction) vs a per-image loop
+  drop_increase  batched drop/increase (one explainer pass, one forward per keep fraction, in chunks of 128
+           images) vs the whole batch at once and per-image loops
+  explainers  each explainer's cost per batch as a multiple of one no-grad forward of the same model and batch
+           (CIFAR ResNet-18), with the options that keep it usable in training (few steps / samples / masks)
+  memory   peak memory of the ExConB augmentation (TinyNet and CIFAR ResNet-18) and of the naive per-sample
+           routing: torch's CPU tensor memory (profiler), the Python heap (tracemalloc), CUDA's allocator
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import importlib
 import json
 import sys
+import time
+import tracemalloc
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -303,13 +312,14 @@ def bench_drop_increase(args: argparse.Namespace, device: torch.device) -> dict[
         explainer = exaug.create_explainer("gradcam", model, target_layer=layer)
         layer_module = dict(model.named_modules())[layer]
 
-        def batched() -> dict[float, float]:
-            metric = DropIncrease(explainer, model, keep_fractions=fractions)
+        def batched(chunk_size: int | None = 128) -> dict[float, float]:
+            metric = DropIncrease(explainer, model, keep_fractions=fractions, chunk_size=chunk_size)
             metric.update(images)
             return {q: float(v["drop_percent"]) for q, v in metric.compute().items()}
 
         times = time_interleaved(
             {"batched": batched,
+             "batched, whole batch": lambda: batched(chunk_size=None),
              "naive": lambda: naive_drop_increase(model, explainer, images, fractions),
              "reference-shaped": lambda: reference_shaped_drop_increase(model, layer_module, images, fractions)},
             repeats=max(1, args.repeats // 3), warmup=1, device=device,
@@ -319,10 +329,13 @@ def bench_drop_increase(args: argparse.Namespace, device: torch.device) -> dict[
         results[name] = {"seconds": times, "naive_over_batched": ratios["naive"],
                          "reference_shaped_over_batched": ratios["reference-shaped"],
                          "max_abs_drop_percent_difference": agree}
-        rows.append([name, times["batched"], times["naive"], ratios["naive"], times["reference-shaped"],
-                     ratios["reference-shaped"], agree])
+        results[name]["whole_batch_over_chunked"] = ratios["batched, whole batch"]
+        rows.append([name, times["batched"], times["batched, whole batch"], times["naive"], ratios["naive"],
+                     times["reference-shaped"], ratios["reference-shaped"], agree])
     print(f"\n## Drop/increase at keep 0.15/0.30/0.45, batch {args.drop_batch} (seconds)")
-    print(table(rows, ["model", "batched", "naive loop", "x", "reference-shaped loop", "x", "max |diff| drop%"]))
+    print("batched: DropIncrease's default chunks of 128 images; whole batch: chunk_size=None")
+    print(table(rows, ["model", "batched", "whole batch", "naive loop", "x", "reference-shaped loop", "x",
+                       "max |diff| drop%"]))
     return {"batch": args.drop_batch, "models": results}
 
 
@@ -349,10 +362,181 @@ def bench_views(args: argparse.Namespace, device: torch.device) -> dict[str, Any
     return {"batch": b, "seconds": times, "kornia_speedup": times["torchvision per image"] / times["kornia batched"]}
 
 
+def adaptive_repeats(fn: Callable[[], Any], budget: float, max_repeats: int) -> int:
+    """Call ``fn`` once (it doubles as the warm-up) and return how many timed calls fit in ``budget`` seconds."""
+    start = time.perf_counter()
+    fn()
+    return max(1, min(max_repeats, int(budget / (time.perf_counter() - start))))
+
+
+def bench_explainers(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """Explainer cost per batch as a multiple of one no-grad forward, each row timed side by side with it."""
+    importlib.import_module("captum.attr")  # seconds of import time, kept out of the first Captum row's warm-up
+
+    torch.manual_seed(0)
+    b, k = args.batch, args.refresh_every
+    _, classifier = resnet18_models(args.width, 100, device)
+    classifier.eval()
+    layer = default_explainer_layer("resnet18", 32)
+    x = torch.randn(b, 3, 32, 32, device=device)
+    y = torch.randint(0, 100, (b,), device=device)
+    # RISE costs n_masks forwards of the batch, too slow to time at full size; it is timed on the first rise_batch
+    # images and scaled by b / rise_batch. Its cost is linear in the batch: with batch_size=512 every pass
+    # evaluates 512 masked images whatever the batch (only the last, partial chunk differs), so b / rise_batch
+    # times as many images means as many times the passes.
+    rb = min(args.rise_batch, b)
+    rows_spec: list[tuple[str, str, dict[str, Any]]] = [
+        ("gradcam", f"target_layer={layer}", {"target_layer": layer}),
+        ("integrated_gradients", "n_steps=4", {"n_steps": 4}),
+        ("integrated_gradients", "n_steps=16", {"n_steps": 16}),
+        ("integrated_gradients", f"n_steps=16, internal_batch_size={4 * b}",
+         {"n_steps": 16, "internal_batch_size": 4 * b}),
+        ("smoothgrad", "nt_samples=4", {"nt_samples": 4}),
+        ("smoothgrad", "nt_samples=8", {"nt_samples": 8}),
+        ("smoothgrad", "nt_samples=8, nt_samples_batch_size=2", {"nt_samples": 8, "nt_samples_batch_size": 2}),
+        ("gradient_shap", "n_samples=4", {"n_samples": 4}),
+        ("gradient_shap", "n_samples=8", {"n_samples": 8}),
+    ] + [("rise", f"n_masks={n}, grid=4, batch_size=512", {"n_masks": n, "grid": 4, "batch_size": 512})
+         for n in args.rise_masks]
+
+    forwards_per_slot = 3
+
+    def forward() -> None:
+        # A few forwards per slot: the expensive rows get a single timed call, and one forward alone would be a
+        # noisy denominator. They stay a small fraction of each row's time (every explainer costs > 1 forward).
+        with torch.no_grad():
+            for _ in range(forwards_per_slot):
+                classifier(x)
+
+    forward()
+    results: dict[str, Any] = {}
+    rows = []
+    rise_warm = False
+    for name, label, options in rows_spec:
+        explainer = exaug.create_explainer(name, classifier, **options)
+        images, targets = (x[:rb], y[:rb]) if name == "rise" else (x, y)
+        scale = b / images.shape[0]
+
+        def run() -> None:
+            explainer(images, targets)
+
+        if name == "rise" and rise_warm:
+            # The RISE row before ran the very same 512-image passes, so this one is warm; one call is its timing.
+            repeats = 1
+        else:
+            repeats = adaptive_repeats(run, args.explainer_budget, args.repeats)
+        times = time_interleaved({"forward": forward, name: run}, repeats=repeats, warmup=0, device=device)
+        seconds, forward_seconds = times[name] * scale, times["forward"] / forwards_per_slot
+        ratio = seconds / forward_seconds
+        results[f"{name} {label}"] = {
+            "explainer": name, "options": options, "seconds": seconds, "forward_seconds": forward_seconds,
+            "x_forward": ratio, "amortised_x_forward": ratio / k, "repeats": repeats,
+            "measured_batch": images.shape[0], "measured_seconds": times[name],
+        }
+        rise_warm = rise_warm or name == "rise"
+        rows.append([name, label + (f" (timed on {images.shape[0]}, x{scale:g})" if scale != 1 else ""),
+                     seconds, forward_seconds, ratio, ratio / k, repeats])
+    print(f"\n## Explainers vs one no-grad forward, CIFAR ResNet-18 (width {args.width}), 32x32, batch {b}")
+    # exaug has no saliency cache: the last column is plain arithmetic (ratio / k), the cost per training step
+    # if maps were computed every k steps and reused in between.
+    print(f"last column: x forward / {k}, arithmetic only (exaug has no saliency cache) for maps refreshed every "
+          f"{k} steps")
+    print(table(rows, ["explainer", "options", "s / batch", "forward s", "x forward",
+                       f"x forward / {k} (every {k} steps)", "repeats"]))
+    return {"batch": b, "width": args.width, "refresh_every": k, "rise_measured_batch": rb, "rows": results}
+
+
+def profiled_peak_bytes(fn: Callable[[], Any]) -> int:
+    """Peak of torch's CPU tensor memory while ``fn`` runs, above the level at its start (bytes).
+
+    The profiler records one ``[memory]`` event per allocation (+bytes) and free (-bytes) of torch's CPU allocator;
+    their running sum in time order is the tensor memory held, relative to the start. The raw Kineto events are
+    read directly: ``prof.events()`` attributes each allocation to every enclosing op, so summing its
+    ``cpu_memory_usage`` would count nested allocations several times (and its parsing is quadratic).
+    """
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted(((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                     if e.name() == "[memory]" and e.device_type() == DeviceType.CPU), key=lambda e: e[0])
+    held = peak = 0
+    for _, nbytes in events:
+        held += nbytes
+        peak = max(peak, held)
+    return peak
+
+
+def measure_memory(fn: Callable[[], Any], device: torch.device) -> dict[str, float]:
+    """Peak memory of one call of ``fn`` (after one warm-up call), in bytes, by three instruments."""
+    fn()
+    gc.collect()
+    result = {"torch_cpu_peak": float(profiled_peak_bytes(fn))}
+    # tracemalloc sees only the Python heap: torch's tensor allocator bypasses it, so this stays small and the
+    # profiler number above is the one that measures the augmentation's tensors.
+    tracemalloc.start()
+    try:
+        fn()
+        result["python_heap_peak"] = float(tracemalloc.get_traced_memory()[1])
+    finally:
+        tracemalloc.stop()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        result["cuda_peak"] = float(torch.cuda.max_memory_allocated(device) - before)
+    return result
+
+
+def bench_memory(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """Peak memory of the batched ExConB augmentation (TinyNet, CIFAR ResNet-18) and of the naive routing."""
+    torch.manual_seed(0)
+    b = args.memory_batch
+    x = torch.randn(b, 3, 32, 32, device=device)
+    v1, v2 = torch.randn_like(x), torch.randn_like(x)
+    input_bytes = x.numel() * x.element_size()
+    tiny = TinyNet(100).to(device).eval()
+    tiny_explainer = exaug.create_explainer("gradcam", tiny, target_layer="conv")
+    tiny_aug = exaug.ExplanationMaskAugment(tiny_explainer, mode="exconb")
+    _, resnet = resnet18_models(args.width, 100, device)
+    resnet.eval()
+    layer = default_explainer_layer("resnet18", 32)
+    resnet_aug = exaug.ExplanationMaskAugment(exaug.create_explainer("gradcam", resnet, target_layer=layer),
+                                              mode="exconb")
+    y = torch.randint(0, 100, (b,), device=device)
+    cases: dict[str, Callable[[], Any]] = {
+        "exconb, TinyNet": lambda: tiny_aug(x, (v1, v2), y, tiny),
+        f"exconb, CIFAR ResNet-18 (width {args.width}), Grad-CAM at {layer}":
+            lambda: resnet_aug(x, (v1, v2), y, resnet),
+        "naive per-sample routing, TinyNet": lambda: naive_exconb_routing(tiny, tiny_explainer, x, v1, v2, y),
+    }
+    mb = 1e6
+    results: dict[str, Any] = {}
+    rows = []
+    for name, fn in cases.items():
+        peaks = measure_memory(fn, device)
+        results[name] = {**peaks, "torch_cpu_peak_over_input": peaks["torch_cpu_peak"] / input_bytes}
+        row = [name, peaks["torch_cpu_peak"] / mb, peaks["torch_cpu_peak"] / input_bytes,
+               peaks["python_heap_peak"] / mb]
+        if device.type == "cuda":
+            row += [peaks["cuda_peak"] / mb, peaks["cuda_peak"] / input_bytes]
+        rows.append(row)
+    header = ["augmentation", "torch CPU peak MB", "x input batch", "Python heap peak MB (tracemalloc)"]
+    if device.type == "cuda":
+        header += ["CUDA peak MB", "x input batch"]
+    print(f"\n## Peak memory, batch {b} of 32x32 (input batch {input_bytes / mb:.3g} MB; views v1, v2 the same size)")
+    print(table(rows, header))
+    return {"batch": b, "input_bytes": input_bytes, "cases": results}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (smoke test)")
-    parser.add_argument("--sections", nargs="+", default=["step", "gradcam", "views", "drop_increase", "routing"])
+    parser.add_argument("--sections", nargs="+",
+                        default=["step", "gradcam", "views", "drop_increase", "explainers", "memory", "routing"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args(argv)
@@ -364,14 +548,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.routing_batches, args.naive_max_batch = [64, 256], 64
         args.views_batch = 32
         args.drop_batch, args.drop_width = 16, 0.125
+        args.explainer_budget, args.rise_masks, args.rise_batch = 0.2, (50, 200), 4
+        args.memory_batch = 32
     else:
         args.batch, args.width, args.repeats = 64, 1.0, 9
         args.routing_batches, args.naive_max_batch = [64, 256, 1024, 2048], 1024
         args.views_batch = 256
         args.drop_batch, args.drop_width = 256, 0.0625
+        # About 5 s of timed calls per explainer row (fewer repeats for the expensive ones): ~3 min in all.
+        args.explainer_budget, args.rise_masks, args.rise_batch = 5.0, (500, 2000), 4
+        args.memory_batch = 256
+    args.refresh_every = 10
     # routing last: it changes the process's malloc settings for its second measurement.
     sections = {"step": bench_step, "gradcam": bench_gradcam, "views": bench_views,
-                "drop_increase": bench_drop_increase, "routing": bench_routing}
+                "drop_increase": bench_drop_increase, "explainers": bench_explainers, "memory": bench_memory,
+                "routing": bench_routing}
     results = {name: sections[name](args, device) for name in sorted(args.sections, key=list(sections).index)}
     previous = RESULTS / "speed.json"
     if not args.quick and set(args.sections) != set(sections) and previous.exists():

@@ -113,6 +113,9 @@ def args_list(tmp_path: Path) -> list[str]:
 def test_cifar10_data_errors_and_fallback(tmp_path, capsys):
     with pytest.raises(SystemExit, match="not found. Pass --data"):
         cifar10_cpu.parse_args(["--data", str(tmp_path / "missing.zip")])
+    with pytest.raises(SystemExit):
+        cifar10_cpu.parse_args([*args_list(tmp_path), "--jobs", "0"])
+    assert "--jobs must be >= 1" in capsys.readouterr().err
     args = cifar10_cpu.parse_args(args_list(tmp_path))
     assert args.data_options == {"dataset": "synthetic", "data_root": None}
     assert "synthetic" in capsys.readouterr().out
@@ -124,19 +127,22 @@ def test_cifar10_default_budget():
     assert len(runs) == len(cifar10_cpu.STUDY_METHODS) * 3
     assert {r.config.dataset for r in runs} == {"imagefolder-zip"}
     assert {(r.config.model, r.config.width, r.config.epochs, r.config.batch_size) for r in runs} == {
-        ("resnet18", 0.25, 4, 64)}
+        ("resnet18", 0.25, 5, 64)}
+    assert {r.config.train_samples for r in runs} == {3000}
     assert {r.method: r.config.exp_start_epoch for r in runs}["exconb"] == 1
 
 
 # -- smoke runs ------------------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_cifar10_quick(tmp_path, tiny_zip):
+    # Two runs side by side in spawned processes; the second call below runs in this process.
     result = cifar10_cpu.main(["--quick", "--data", str(tiny_zip), "--out", str(tmp_path / "runs"),
-                               "--results-dir", str(tmp_path / "results")])
+                               "--results-dir", str(tmp_path / "results"), "--jobs", "2"])
     assert set(result["methods"]) == {"supcon", "exconb"}
     assert set(result["estimate"]["seconds_per_epoch"]) == {"supcon", "exconb"}
     payload = json.loads((tmp_path / "results" / "cifar10_cpu.json").read_text())
     assert payload["dataset"] == "imagefolder-zip" and payload["budget"]["quick"] is True
+    assert payload["budget"]["jobs"] == 2 and payload["budget"]["threads"] == 1
     for summary in payload["methods"].values():
         assert summary["seeds"] == [0, 1]
         assert summary["top1"]["n"] == 2 and summary["infidelity"]["n"] == 2
@@ -189,9 +195,55 @@ def test_reproduce_dry_run_through_the_cli(tmp_path):
     assert "-m exaug train --config" in log and "grid.py evaluate" in log
 
 
+def test_speed_profiled_peak_bytes_counts_tensor_allocations_in_time_order():
+    """The profiler helper of speed.py on known allocations: a freed tensor does not add to a later one."""
+    import speed
+    import torch
+
+    def one_after_the_other() -> None:
+        first = torch.empty(1_000_000)  # 4 MB of float32
+        del first
+        second = torch.empty(500_000)  # 2 MB
+        del second
+
+    def both_alive() -> None:
+        first, second = torch.empty(1_000_000), torch.empty(500_000)
+        del first, second
+
+    tolerance = 64 * 1024
+    assert abs(speed.profiled_peak_bytes(one_after_the_other) - 4_000_000) < tolerance
+    assert abs(speed.profiled_peak_bytes(both_alive) - 6_000_000) < tolerance
+    assert speed.profiled_peak_bytes(lambda: None) < tolerance
+
+
 @pytest.mark.slow
 def test_speed_quick():
+    import math
+
     import speed
 
+    def positive(value: float) -> bool:
+        return math.isfinite(value) and value > 0
+
     results = speed.main(["--quick"])
-    assert {"step", "gradcam", "routing"} <= set(results)
+    assert {"step", "gradcam", "views", "drop_increase", "explainers", "memory", "routing"} <= set(results)
+
+    explainers = results["explainers"]
+    assert {row["explainer"] for row in explainers["rows"].values()} == {
+        "gradcam", "integrated_gradients", "smoothgrad", "gradient_shap", "rise"}
+    for row in explainers["rows"].values():
+        assert all(positive(row[key]) for key in ("seconds", "forward_seconds", "x_forward", "amortised_x_forward"))
+        assert row["amortised_x_forward"] == pytest.approx(row["x_forward"] / explainers["refresh_every"])
+        assert row["repeats"] >= 1
+        if row["explainer"] == "rise":  # timed on a slice of the batch and scaled to the whole batch
+            scale = explainers["batch"] / row["measured_batch"]
+            assert row["seconds"] == pytest.approx(row["measured_seconds"] * scale)
+
+    memory = results["memory"]
+    assert memory["input_bytes"] == memory["batch"] * 3 * 32 * 32 * 4
+    assert len(memory["cases"]) == 3
+    for case in memory["cases"].values():
+        # Every ExConB call returns at least the two views' worth of images, so its tensors exceed the input batch.
+        assert case["torch_cpu_peak"] >= memory["input_bytes"]
+        assert case["torch_cpu_peak_over_input"] == pytest.approx(case["torch_cpu_peak"] / memory["input_bytes"])
+        assert positive(case["python_heap_peak"])
