@@ -1,14 +1,14 @@
-"""CIFAR-10 on a CPU: SupCon / SupConOri / ExCon / ExConB (and CE) on a fixed small budget, 3 seeds.
+"""CIFAR-10 on a CPU: SupCon / SupConOri / ExCon / ExConB, CE, EDDA and CGC on a fixed small budget, 3 seeds.
 
 The ExCon paper's comparison scaled down to what 2 CPU cores finish in about 90 minutes: a CIFAR ResNet-18 of width
-0.25, a seeded 1,600-image subset of the training set, 4 epochs at batch 64 (lr 0.5 scaled linearly to the batch,
+0.25, a seeded 3,000-image subset of the training set, 5 epochs at batch 64 (lr 0.5 scaled linearly to the batch,
 as SupContrast does), temperature 0.1, Grad-CAM at the paper's layer2 for ExCon/ExConB. ExCon starts using
 explanations at epoch 0 (the paper's bs-128 setting), ExConB after a quarter of the epochs (the paper's 50 of 200).
 Each run is validated on a fixed 1,000-image subset of the test set every epoch, then evaluated on another 1,000
 test images: top-1, drop / increase at keep 0.15 / 0.30 / 0.45, infidelity, ECE clean and under FGSM (4/255).
 
-    python benchmarks/cifar10_cpu.py --estimate-only     # time a few steps, print the estimated duration
-    nohup python benchmarks/cifar10_cpu.py > benchmarks/runs/cifar10_cpu.log 2>&1 &   # the study (resumable)
+    python benchmarks/cifar10_cpu.py --jobs 2 --estimate-only    # time a few steps, print the estimated duration
+    nohup python benchmarks/cifar10_cpu.py --jobs 2 > benchmarks/runs/cifar10_cpu.log 2>&1 &   # the study (resumable)
     python benchmarks/cifar10_cpu.py --quick --out /tmp/c10 --results-dir /tmp/res    # < 1 min smoke run
 
 Before training, one epoch of every method is timed on a 2-batch subset and scaled to the budget, and the

@@ -8,7 +8,8 @@ Protocol (COCOA, Lin et al. 2023, Section 4.1, "same class" setting): explicands
 the corpus class; corpus = 100 training images of that class; foil = 1500 random training images. Explanation
 targets: label-free (similarity to the explicand's own representation), contrastive label-free, corpus, COCOA
 (contrastive corpus similarity), each attributed with RISE (grid 4x4 on 32x32, p = 0.5, blurred baseline) and
-Integrated Gradients (blurred baseline), plus random maps. Each map is evaluated with insertion and deletion (50
+Integrated Gradients (blurred baseline; attributions averaged over channels, signed, as in the paper), plus random
+maps. Each map is evaluated with insertion and deletion (50
 steps toward/away from the blurred image, trapezoid AUC) of (a) the contrastive corpus similarity and (b) the
 corpus-majority probability of the run's linear classifier. Deviations from the paper to fit a CPU budget:
 fewer explicands, fewer RISE masks, a few training epochs on a subset, SupCon instead of SimCLR/SimSiam.
@@ -75,6 +76,9 @@ def main() -> None:
     parser.add_argument("--foil-size", type=int, default=1500)
     parser.add_argument("--rise-masks", type=int, default=1000)
     parser.add_argument("--ig-steps", type=int, default=32)
+    parser.add_argument("--ig-reduction", default="sum", choices=("sum", "abs_sum"),
+                        help="channel reduction of the IG attributions: the paper averages them (signed, 'sum'); "
+                             "'abs_sum' ranks evidence against the target as high as evidence for it")
     parser.add_argument("--steps", type=int, default=50, help="insertion/deletion steps")
     args = parser.parse_args()
     if args.quick:
@@ -112,7 +116,7 @@ def main() -> None:
         "RISE": lambda m: exaug.create_explainer("rise", m, n_masks=args.rise_masks, grid=4, baseline="blur",
                                                  batch_size=256),
         "IG": lambda m: exaug.create_explainer("integrated_gradients", m, n_steps=args.ig_steps, baseline="blur",
-                                               internal_batch_size=256),
+                                               internal_batch_size=256, channel_reduction=args.ig_reduction),
     }
     # RISE costs n_masks forwards per explicand: run it for the paper's headline pair (label-free vs COCOA) only.
     plan = [(a, t) for a in ("RISE",) for t in ("label-free", "COCOA")] + [(a, t) for a in ("IG",) for t in targets]
