@@ -177,6 +177,7 @@ def main() -> None:
                 ["difference"] + header[1:]))
     path = save("cocoa_cifar10", {
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "seeds": {"training": 0, "corpus": 1, "foil": 2, "explicands": 3, "random_maps": 4},
         "run": str(folder), "val_top1": val, "majority_class": majority,
         "corpus_majority_share": float((corpus_pred == majority).float().mean()),
         "train_seconds": trained - started, "total_seconds": time.perf_counter() - started,

@@ -44,6 +44,10 @@ from exaug.losses import ExConBLoss, SupConLoss  # noqa: E402
 from exaug.models import Classifier, LinearClassifier, SupConModel, create_encoder, default_explainer_layer  # noqa: E402
 
 
+#: Every section seeds torch with this before drawing its model and inputs.
+SEED = 0
+
+
 def resnet18_models(width: float, num_classes: int, device: torch.device) -> tuple[SupConModel, Classifier]:
     encoder = create_encoder("resnet18", width=width, image_size=32)
     model = SupConModel(encoder, head="mlp", feat_dim=128).to(device)
@@ -52,7 +56,7 @@ def resnet18_models(width: float, num_classes: int, device: torch.device) -> tup
 
 
 def bench_step(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
-    torch.manual_seed(0)
+    torch.manual_seed(SEED)
     b = args.batch
     model, classifier = resnet18_models(args.width, 100, device)
     layer = default_explainer_layer("resnet18", 32)
@@ -104,7 +108,7 @@ def bench_gradcam(args: argparse.Namespace, device: torch.device) -> dict[str, A
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    torch.manual_seed(0)
+    torch.manual_seed(SEED)
     _, classifier = resnet18_models(args.width, 100, device)
     classifier.eval()
     x = torch.randn(args.batch, 3, 32, 32, device=device)
@@ -201,7 +205,7 @@ def keep_freed_memory() -> bool:
 
 
 def bench_routing(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
-    torch.manual_seed(0)
+    torch.manual_seed(SEED)
     model = TinyNet().to(device).eval()
     explainer = exaug.create_explainer("gradcam", model, target_layer="conv")
     aug = exaug.ExplanationMaskAugment(explainer, mode="exconb")
@@ -298,7 +302,7 @@ def bench_drop_increase(args: argparse.Namespace, device: torch.device) -> dict[
     """Batched drop/increase (one explainer pass + one forward per keep fraction) vs per-image loops."""
     from exaug.metrics import DropIncrease
 
-    torch.manual_seed(0)
+    torch.manual_seed(SEED)
     _, resnet = resnet18_models(args.drop_width, 10, device)
     models = {
         f"CIFAR ResNet-18 (width {args.drop_width})": (resnet.eval(), default_explainer_layer("resnet18", 32)),
@@ -373,7 +377,7 @@ def bench_explainers(args: argparse.Namespace, device: torch.device) -> dict[str
     """Explainer cost per batch as a multiple of one no-grad forward, each row timed side by side with it."""
     importlib.import_module("captum.attr")  # seconds of import time, kept out of the first Captum row's warm-up
 
-    torch.manual_seed(0)
+    torch.manual_seed(SEED)
     b, k = args.batch, args.refresh_every
     _, classifier = resnet18_models(args.width, 100, device)
     classifier.eval()
@@ -493,7 +497,7 @@ def measure_memory(fn: Callable[[], Any], device: torch.device) -> dict[str, flo
 
 def bench_memory(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     """Peak memory of the batched ExConB augmentation (TinyNet, CIFAR ResNet-18) and of the naive routing."""
-    torch.manual_seed(0)
+    torch.manual_seed(SEED)
     b = args.memory_batch
     x = torch.randn(b, 3, 32, 32, device=device)
     v1, v2 = torch.randn_like(x), torch.randn_like(x)
@@ -568,7 +572,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not args.quick and set(args.sections) != set(sections) and previous.exists():
         # A partial run updates its sections and keeps the others' last measurements.
         results = {**json.loads(previous.read_text()).get("results", {}), **results}
-    path = save("speed", {"quick": args.quick, "device": str(device), "results": results}, quick=args.quick)
+    path = save("speed", {"quick": args.quick, "device": str(device), "seed": SEED, "results": results}, quick=args.quick)
     print(f"\nsaved {path}")
     return results
 
