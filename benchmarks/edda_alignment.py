@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace, dataset: str, data_root: str | None, variant: 
             "eval_seconds": time.time() - started - train_seconds, **metrics}
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     parser.add_argument("--data", default=None, help="CIFAR-10 zip (imagefolder-zip); used only if it exists")
@@ -117,9 +117,9 @@ def main() -> None:
     parser.add_argument("--target", default="soft", help="edda_target")
     parser.add_argument("--steps", type=int, default=16, help="insertion/deletion steps")
     parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.quick:
-        args.epochs, args.train_samples, args.eval_samples, args.seeds = 2, 64, 32, 1
+        args.epochs, args.train_samples, args.eval_samples = 2, 64, 32
         args.width, args.batch_size, args.start_epoch, args.steps = 0.0625, 16, 1, 4
     torch.set_num_threads(args.threads)
 
@@ -152,6 +152,7 @@ def main() -> None:
     settings = {k: v for k, v in vars(args).items()}
     path = save("edda_alignment", {"settings": settings, "runs": rows, "summary": summary}, args.quick)
     print(f"saved {path}")
+    return {"summary": summary, "runs": rows}
 
 
 if __name__ == "__main__":

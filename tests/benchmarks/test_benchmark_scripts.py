@@ -247,3 +247,32 @@ def test_speed_quick():
         assert case["torch_cpu_peak"] >= memory["input_bytes"]
         assert case["torch_cpu_peak_over_input"] == pytest.approx(case["torch_cpu_peak"] / memory["input_bytes"])
         assert positive(case["python_heap_peak"])
+
+
+@pytest.mark.slow
+def test_edda_alignment_quick():
+    import edda_alignment
+
+    result = edda_alignment.main(["--quick", "--seeds", "2"])
+    assert {(r["variant"], r["seed"]) for r in result["runs"]} == {(v, s) for v in edda_alignment.VARIANTS
+                                                                   for s in (0, 1)}
+    for stats in result["summary"]["synthetic"].values():
+        gap, sal, non = stats["gap"]["mean"], stats["sal_drop"]["mean"], stats["non_drop"]["mean"]
+        assert gap == pytest.approx(sal - non)
+        assert stats["top1"]["std"] >= 0 and 0 <= stats["drop%"]["mean"] <= 1
+
+
+@pytest.mark.slow
+def test_cocoa_quick(tmp_path, tiny_zip):
+    import cocoa_cifar10
+
+    settings = cocoa_cifar10.main(["--quick", "--data", str(tiny_zip), "--out", str(tmp_path / "run"),
+                                   "--corpus-size", "8", "--foil-size", "20", "--corpus-class", "1"])
+    assert set(settings) == {"same", "different"}
+    for setting in settings.values():
+        assert {"RISE / COCOA", "IG / COCOA", "IG / label-free", "random"} <= set(setting["results"])
+        for scores in setting["results"].values():
+            for key in ("ccs_insertion", "majority_deletion"):
+                assert np.isfinite(scores[key])
+            assert 0 <= scores["majority_insertion"] <= 1
+        assert "IG / COCOA - random" in setting["paired_differences"]
