@@ -7,7 +7,7 @@ models, datasets and the reference trainer (:mod:`exaug.training`), and evaluati
 
 __version__ = "0.1.0"
 
-from .augment import AugmentedBatch, ExplanationMaskAugment
+from .augment import AugmentedBatch, ExplanationMaskAugment, SaliencyCache
 from .data import ImageFolderZip, SyntheticShapes, TinyImageNet, build_dataset, list_datasets
 from .explainers import (
     Explainer,
@@ -39,6 +39,7 @@ __all__ = [
     "ExplanationMaskAugment",
     "ImageFolderZip",
     "LinearClassifier",
+    "SaliencyCache",
     "SupConLoss",
     "SupConModel",
     "SyntheticShapes",

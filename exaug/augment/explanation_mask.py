@@ -10,7 +10,10 @@ Per batch (NOTES §2, the ExCon paper's Algorithm 1):
    *background* row that only ever appears in the contrastive denominators.
 
 Everything is batched (``torch.where`` and ``index_select``); the only host synchronisation is the count of
-background rows in ExConB, which fixes the output size.
+background rows in ExConB, which fixes the output size. With a :class:`~exaug.augment.SaliencyCache`, step 1
+explains only the rows whose cached map is stale and reuses the stored maps of the others, at the cost of two
+more host syncs (the index range check and the number of stale rows; a third, the label range check, when the
+explainer did not see the whole batch).
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ from torch import Tensor, nn
 
 from ..explainers.base import Explainer, normalize_saliency, resolve_targets
 from ..explainers.registry import create_explainer
-from ..utils.checks import check_images, check_labels
+from ..utils.checks import check_images, check_indices, check_labels
 from ..utils.isolation import isolated
 from .masking import FILLS, Fill, apply_mask, keep_mask
+from .saliency_cache import SaliencyCache
 
 __all__ = ["AugmentedBatch", "ExplanationMaskAugment"]
 
@@ -43,7 +47,7 @@ class AugmentedBatch:
         labels: ``(N',)`` int64.
         background: ``(N',)`` bool, True for background-negative rows (ExConB only).
         masked: ``(B, C, H, W)`` masked originals, or ``None`` when masking was disabled.
-        saliency: ``(B, 1, H, W)`` normalised maps, or ``None``.
+        saliency: ``(B, 1, H, W)`` normalised maps (stored ones for rows served by a cache), or ``None``.
         keep: ``(B, 1, H, W)`` bool keep-masks, or ``None``.
         correct: ``(B,)`` bool, whether the masked image was classified as its label, or ``None``.
         flat: ``(B,)`` bool, maps that carried no information (they keep nothing), or ``None``.
@@ -107,6 +111,10 @@ class ExplanationMaskAugment:
         target: explain the true ``"label"`` (paper) or the ``"predicted"`` class.
         explainer_options: keyword options for :func:`exaug.create_explainer` (e.g. ``target_layer``).
         enabled: when False the augment returns the two random views unchanged (for start epochs).
+        cache: reuse each image's map for ``cache.refresh_every`` epochs (:class:`~exaug.augment.SaliencyCache`,
+            over the dataset the ``indices`` passed at call time point into); the owner calls
+            ``cache.set_epoch(epoch)`` every epoch. ``None`` (the paper): explain every batch. With
+            ``target="predicted"`` a cached map explains the class predicted when it was computed.
     """
 
     def __init__(
@@ -119,6 +127,7 @@ class ExplanationMaskAugment:
         target: Literal["label", "predicted"] = "label",
         explainer_options: Mapping[str, Any] | None = None,
         enabled: bool = True,
+        cache: SaliencyCache | None = None,
     ) -> None:
         if mode not in ("excon", "exconb"):
             raise ValueError(f"mode must be 'excon' or 'exconb', got {mode!r}")
@@ -130,6 +139,8 @@ class ExplanationMaskAugment:
             raise TypeError("explainer must be a registered name, an Explainer, or a callable f(images, targets)")
         if explainer_options and not isinstance(explainer, str):
             raise ValueError("explainer_options only apply when explainer is given by name")
+        if cache is not None and not isinstance(cache, SaliencyCache):
+            raise TypeError(f"cache must be a SaliencyCache or None, got {type(cache).__name__}")
         # Validate the masking rule now rather than at the first batch.
         keep_mask(torch.zeros(1, 1, 1, 1), threshold=threshold, keep_fraction=keep_fraction)
         self.explainer = explainer
@@ -140,6 +151,7 @@ class ExplanationMaskAugment:
         self.target = target
         self.explainer_options = dict(explainer_options or {})
         self.enabled = enabled
+        self.cache = cache
         self._cached: tuple[weakref.ref[nn.Module], Explainer] | None = None
 
     # -- explainer resolution ---------------------------------------------------------------------------------
@@ -160,6 +172,7 @@ class ExplanationMaskAugment:
         views: Sequence[Tensor],
         labels: Tensor,
         model: nn.Module,
+        indices: Tensor | None = None,
     ) -> AugmentedBatch:
         """Build the contrastive batch.
 
@@ -168,24 +181,31 @@ class ExplanationMaskAugment:
             views: ``(view1, view2)``, each ``(B, C, H, W)``; ``view1`` is the backup replaced by a correct mask.
             labels: ``(B,)`` int64 class labels.
             model: images -> logits ``(B, K)`` (encoder + classifier); used in eval mode and left untouched.
+            indices: ``(B,)`` int64 dataset indices of the originals, in ``[0, len(cache))``; required when a
+                ``cache`` is set, ignored otherwise.
 
         Returns:
             :class:`AugmentedBatch`.
         """
-        view1, view2 = self._check_inputs(originals, views, labels, model)
+        view1, view2 = self._check_inputs(originals, views, labels, model, indices, self.cache)
         labels = labels.long()
         if not self.enabled:
             images = torch.cat((view1, view2))
             return AugmentedBatch(images, labels, torch.zeros_like(labels, dtype=torch.bool))
 
         explainer = self.explainer_for(model)
-        saliency, flat = self._saliency(explainer, originals, labels, model)
+        if self.cache is None:
+            saliency, flat = self._saliency(explainer, originals, labels, model)
+            explained_all = True
+        else:
+            saliency, flat, explained_all = self._cached_saliency(explainer, originals, labels, model, indices)
         keep = keep_mask(saliency, threshold=self.threshold, keep_fraction=self.keep_fraction, flat=flat)
         masked = apply_mask(originals, keep, self.fill)
         with isolated(model), torch.no_grad():
             logits = model(masked)
-        # A registry explainer asked for the labels has range-checked them already (one host sync is enough).
-        labels_checked = isinstance(explainer, Explainer) and self.target == "label"
+        # A registry explainer asked for the labels of the whole batch has range-checked them already (one host
+        # sync is enough).
+        labels_checked = explained_all and isinstance(explainer, Explainer) and self.target == "label"
         self._check_labels(logits, labels, check_range=not labels_checked)
         correct = logits.argmax(dim=1) == labels
 
@@ -218,6 +238,44 @@ class ExplanationMaskAugment:
             flat=flat,
         )
 
+    def _cached_saliency(
+        self, explainer: Explainer | SaliencyFn, originals: Tensor, labels: Tensor, model: nn.Module, indices: Tensor
+    ) -> tuple[Tensor, Tensor, bool]:
+        """Maps and flat flags as :meth:`_saliency`, explaining only the rows whose cached map is stale.
+
+        Returns:
+            ``(saliency, flat, explained_all)``: the rows just explained carry their fresh float32 maps (so a batch
+            of stale rows gives exactly the uncached result), the others the cached ones.
+        """
+        cache = self.cache
+        assert cache is not None
+        device = originals.device
+        stale = cache.stale(indices).to(device)  # range-checks the indices: one host sync
+        # One host sync: the number of stale rows fixes the size of the explained batch.
+        stale_rows = stale.nonzero().squeeze(1)
+        b, k = originals.shape[0], stale_rows.shape[0]
+        if k == b:
+            saliency, flat = self._saliency(explainer, originals, labels, model)
+            cache.put(indices, saliency, flat, check_range=False)
+            return saliency, flat, True
+        # The other rows in increasing order without another sync: a stable sort puts the b - k fresh rows first.
+        fresh_rows = torch.argsort(stale.to(torch.uint8), stable=True)[: b - k]
+        indices = indices.to(device)
+        cached, cached_flat = cache.get(indices.index_select(0, fresh_rows), check_range=False)
+        cached, cached_flat = cached.to(device), cached_flat.to(device)
+        if k == 0:
+            return cached, cached_flat, False
+        stale_indices = indices.index_select(0, stale_rows)
+        fresh, fresh_flat = self._saliency(
+            explainer, originals.index_select(0, stale_rows), labels.index_select(0, stale_rows), model
+        )
+        cache.put(stale_indices, fresh, fresh_flat, check_range=False)
+        saliency = fresh.new_empty((b, *fresh.shape[1:]))
+        saliency.index_copy_(0, stale_rows, fresh).index_copy_(0, fresh_rows, cached)
+        flat = fresh_flat.new_empty(b)
+        flat.index_copy_(0, stale_rows, fresh_flat).index_copy_(0, fresh_rows, cached_flat)
+        return saliency, flat, False
+
     def _saliency(
         self, explainer: Explainer | SaliencyFn, originals: Tensor, labels: Tensor, model: nn.Module
     ) -> tuple[Tensor, Tensor]:
@@ -241,7 +299,12 @@ class ExplanationMaskAugment:
     # -- validation -------------------------------------------------------------------------------------------
     @staticmethod
     def _check_inputs(
-        originals: Tensor, views: Sequence[Tensor], labels: Tensor, model: nn.Module
+        originals: Tensor,
+        views: Sequence[Tensor],
+        labels: Tensor,
+        model: nn.Module,
+        indices: Tensor | None,
+        cache: SaliencyCache | None,
     ) -> tuple[Tensor, Tensor]:
         check_images(originals, "originals")
         if not isinstance(views, (tuple, list)) or len(views) != 2:
@@ -253,6 +316,15 @@ class ExplanationMaskAugment:
         check_labels(labels, originals.shape[0], "labels")
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module mapping images to logits, got {type(model).__name__}")
+        if cache is not None:
+            if indices is None:
+                raise ValueError("indices (the (B,) dataset indices of the originals) are required when a "
+                                 "SaliencyCache is set")
+            # The range is checked where the cache is read (SaliencyCache.stale), once per batch.
+            check_indices(indices, cache.num_samples, "indices", batch_size=originals.shape[0], check_range=False)
+            if tuple(originals.shape[-2:]) != cache.image_size:
+                raise ValueError(f"the cache holds {cache.image_size[0]}x{cache.image_size[1]} maps, the originals "
+                                 f"are {originals.shape[-2]}x{originals.shape[-1]}")
         return views[0], views[1]
 
     @staticmethod
@@ -265,7 +337,8 @@ class ExplanationMaskAugment:
     def __repr__(self) -> str:
         rule = f"keep_fraction={self.keep_fraction}" if self.keep_fraction is not None else f"threshold={self.threshold}"
         name = self.explainer if isinstance(self.explainer, str) else type(self.explainer).__name__
+        cache = f", cache={self.cache!r}" if self.cache is not None else ""
         return (
             f"ExplanationMaskAugment(explainer={name!r}, mode={self.mode!r}, {rule}, fill={self.fill!r}, "
-            f"target={self.target!r}, enabled={self.enabled})"
+            f"target={self.target!r}, enabled={self.enabled}{cache})"
         )

@@ -14,6 +14,7 @@ from .builders import (
     split_train_val,
     subset,
 )
+from .indexed import IndexedDataset
 from .synthetic import SHAPE_NAMES, SYNTHETIC_MEAN, SYNTHETIC_STD, SyntheticShapes, render_shapes
 from .tinyimagenet import TinyImageNet
 from .zipfolder import ImageFolderZip
@@ -24,6 +25,7 @@ __all__ = [
     "SYNTHETIC_MEAN",
     "SYNTHETIC_STD",
     "ImageFolderZip",
+    "IndexedDataset",
     "SyntheticShapes",
     "TinyImageNet",
     "build_dataset",

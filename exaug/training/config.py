@@ -70,6 +70,10 @@ class TrainConfig:
                               choices=("label", "predicted"))
     background_copies: str = _field("all", "ExConB: background rows count in every view (all) or once (one)",
                                     choices=("all", "one"))
+    saliency_refresh_epochs: int = _field(1, "excon/exconb: recompute each training image's saliency map every N "
+                                             "epochs and reuse it in between (maps up to N-1 epochs old; a float16 "
+                                             "cache of train images x H x W x 2 bytes on the training device, not "
+                                             "checkpointed); 1 explains every batch, as the paper")
     # EDDA (method edda; also uses explainer, explainer_layer, explainer_options, mask_fill, mask_target)
     edda_start_epoch: int = _field(0, "first epoch (0-based) that mixes in EDDA occlusions (before: plain ce)")
     edda_ratio: float = _field(0.5, "fraction of each batch's images that get EDDA copies (each adds a salient- and "
@@ -125,6 +129,9 @@ class TrainConfig:
             raise ValueError(f"mask_threshold must be in [0, 1], got {self.mask_threshold}")
         if self.keep_fraction is not None and not 0.0 < self.keep_fraction <= 1.0:
             raise ValueError(f"keep_fraction must be in (0, 1], got {self.keep_fraction}")
+        refresh = self.saliency_refresh_epochs
+        if isinstance(refresh, bool) or not isinstance(refresh, int) or refresh < 1:
+            raise ValueError(f"saliency_refresh_epochs must be an int >= 1, got {refresh!r}")
         if self.exp_start_epoch < 0:
             raise ValueError(f"exp_start_epoch must be >= 0, got {self.exp_start_epoch}")
         if self.edda_start_epoch < 0:

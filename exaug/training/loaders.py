@@ -4,7 +4,8 @@ Three loaders share one training split:
 
 * ``contrastive``: per image ``[standard(x), random(x), random(x)]`` (the ExCon 3-view transform), or only the
   resized pixels when ``views_on_device`` is set, in which case the two random views are drawn on the device
-  with Kornia (per-sample parameters) and the standard view is a normalisation;
+  with Kornia (per-sample parameters) and the standard view is a normalisation; with the label and the image's
+  index in the training split (``0 .. train_size - 1``), which keys the saliency cache;
 * ``single``: one random view per image (linear-classifier epochs and cross-entropy training);
 * ``val``: the standard view of the validation split.
 
@@ -23,7 +24,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision.transforms import v2
 
-from ..data import build_dataset, dataset_stats, split_train_val, subset
+from ..data import IndexedDataset, build_dataset, dataset_stats, split_train_val, subset
 from ..transforms import DeviceViewAugment, ExConTransform, standard_view, supcon_random_view
 from .config import TrainConfig
 from .distributed import DistContext
@@ -55,17 +56,19 @@ class RunData:
 
     def contrastive_batches(
         self, device: torch.device, memory_format: torch.memory_format
-    ) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
-        """``(standard, view1, view2, labels)`` on ``device``, each image tensor ``(B, C, H, W)``."""
-        for views, labels in self.contrastive:
+    ) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor, Tensor]]:
+        """``(standard, view1, view2, labels, indices)`` on ``device``: each image tensor ``(B, C, H, W)``, labels
+        and indices ``(B,)`` int64, the indices being positions in the training split (``0 .. train_size - 1``)."""
+        for views, labels, indices in self.contrastive:
             labels = labels.to(device, non_blocking=True)
+            indices = indices.to(device, non_blocking=True)
             if self.device_views is not None:
                 pixels = _to(views, device, memory_format)
                 standard = v2.functional.normalize(pixels, list(self.mean), list(self.std))
-                yield standard, self.device_views(pixels), self.device_views(pixels), labels
+                yield standard, self.device_views(pixels), self.device_views(pixels), labels, indices
             else:
                 standard, view1, view2 = (_to(v, device, memory_format) for v in views)
-                yield standard, view1, view2, labels
+                yield standard, view1, view2, labels, indices
 
     def single_batches(self, device: torch.device, memory_format: torch.memory_format) -> Iterator[tuple[Tensor, Tensor]]:
         """``(random view, labels)`` on ``device``."""
@@ -197,7 +200,8 @@ def build_run_data(config: TrainConfig, ctx: DistContext) -> RunData:
         std=tuple(std),
         train_size=len(train_contrastive),
         val_size=len(val_set),
-        contrastive=loader(train_contrastive, True),
+        # Same length, so the same order and views as the plain split; the index keys the saliency cache.
+        contrastive=loader(IndexedDataset(train_contrastive), True),
         single=loader(train_single, True),
         val=loader(val_set, False),
         device_views=device_views,

@@ -5,7 +5,8 @@ Methods (``TrainConfig.method``):
 * ``supcon``, ``excon``, ``exconb``: every epoch, one encoder epoch with the contrastive loss (the linear
   classifier is not updated, it only serves the explanations), then one linear-classifier epoch on frozen
   encoder features, then validation. ``excon``/``exconb`` add :class:`~exaug.ExplanationMaskAugment` from
-  ``exp_start_epoch`` on.
+  ``exp_start_epoch`` on; with ``saliency_refresh_epochs`` > 1 it reuses each image's map from a
+  :class:`~exaug.augment.SaliencyCache` between refreshes.
 * ``supcon_ori``: the classic two-stage schedule, all encoder epochs, then all classifier epochs.
 * ``ce``: encoder and classifier trained jointly with cross-entropy.
 * ``edda``: ``ce`` with :class:`~exaug.augment.EDDAAugment` occlusions mixed into each batch (soft-target
@@ -35,7 +36,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import __version__
-from ..augment import AugmentedBatch, EDDAAugment, ExplanationMaskAugment, ReplayableSpatial
+from ..augment import AugmentedBatch, EDDAAugment, ExplanationMaskAugment, ReplayableSpatial, SaliencyCache
 from ..explainers import explainer_uses_layer, resolve_layer
 from ..explainers.base import find_default_cam_layer
 from ..losses import CGCLoss, ExConBLoss, SupConLoss, cgc_heatmaps
@@ -161,6 +162,12 @@ class Trainer:
         options = dict(c.explainer_options)
         if self.explainer_layer is not None and "target_layer" not in options and explainer_uses_layer(c.explainer):
             options["target_layer"] = self.explainer_layer
+        # One slot per image of the whole training split on every rank: under torchrun the DistributedSampler
+        # reshuffles images across ranks each epoch, so a rank often meets an image it holds no map of and the hit
+        # rate is lower than on one device. Not checkpointed: a resumed run recomputes its maps.
+        self.saliency_cache = SaliencyCache(
+            self.data.train_size, self.image_size, refresh_every=c.saliency_refresh_epochs, device=self.device
+        ) if c.uses_explanations and c.saliency_refresh_epochs > 1 else None
         self.augment = ExplanationMaskAugment(
             explainer=c.explainer,
             mode="exconb" if c.method == "exconb" else "excon",
@@ -170,6 +177,7 @@ class Trainer:
             target=c.mask_target,
             explainer_options=options,
             enabled=False,
+            cache=self.saliency_cache,
         )
         if c.method == "edda":
             self.edda_augment = EDDAAugment(
@@ -288,14 +296,18 @@ class Trainer:
         self._reseed(epoch, 0)
         self.model.train()
         self.augment.enabled = c.uses_explanations and epoch >= c.exp_start_epoch
+        cache = self.saliency_cache
+        if cache is not None:
+            cache.set_epoch(epoch)
+            hits_before, misses_before = cache.hits, cache.misses
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
         background = torch.zeros((), device=self.device)
         kept = torch.zeros((), device=self.device)
         images_seen = 0
         steps = 0
-        for step, (standard, view1, view2, labels) in enumerate(self._contrastive_batches(epoch)):
-            loss, batch = self.contrastive_step_loss(standard, view1, view2, labels)
+        for step, (standard, view1, view2, labels, indices) in enumerate(self._contrastive_batches(epoch)):
+            loss, batch = self.contrastive_step_loss(standard, view1, view2, labels, indices)
             self._step(self.encoder_optimizer, loss, epoch, step)
             loss_sum += loss.detach()
             if batch.correct is not None:
@@ -312,21 +324,28 @@ class Trainer:
             row["masked_correct"] = self._sum(correct) / max(n, 1.0)
             row["kept_area"] = self._sum(kept) / max(n, 1.0)
             row["background_per_batch"] = self._sum(background) / max(steps * self.ctx.world_size, 1)
+            if cache is not None:
+                # Fraction of this epoch's explained rows served from the cache (all ranks).
+                hits = self._sum(torch.tensor(float(cache.hits - hits_before), device=self.device))
+                misses = self._sum(torch.tensor(float(cache.misses - misses_before), device=self.device))
+                row["saliency_cache_hits"] = hits / max(hits + misses, 1.0)
         return row
 
     def contrastive_step_loss(
-        self, standard: Tensor, view1: Tensor, view2: Tensor, labels: Tensor
+        self, standard: Tensor, view1: Tensor, view2: Tensor, labels: Tensor, indices: Tensor | None = None
     ) -> tuple[Tensor, AugmentedBatch]:
         """Loss of one encoder step (augmentation, projection, SupCon or ExConB loss); no optimiser step.
 
         Args:
             standard, view1, view2: ``(B, C, H, W)`` on the device; labels ``(B,)``.
+            indices: ``(B,)`` positions of the images in the training split; required when the saliency cache is
+                on (``saliency_refresh_epochs`` > 1).
 
         Returns:
             ``(loss, batch)``: the scalar loss (local anchors against the global batch under torchrun) and the
             :class:`~exaug.AugmentedBatch` it was computed on.
         """
-        batch = self.augment(standard, (view1, view2), labels, self.classifier_model)
+        batch = self.augment(standard, (view1, view2), labels, self.classifier_model, indices)
         with self._autocast():
             embeddings = self.contrastive_forward(batch.images.contiguous(memory_format=self.memory_format))
         # Re-normalise in float32: under bf16/fp16 autocast the unit norm holds only to ~1e-2.
@@ -477,7 +496,7 @@ class Trainer:
         if self._bar is not None and step % PROGRESS_EVERY == 0:
             self._bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
 
-    def _contrastive_batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
+    def _contrastive_batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor, Tensor]]:
         batches = self.data.contrastive_batches(self.device, self.memory_format)
         yield from self._with_progress(batches, len(self.data.contrastive), f"epoch {epoch + 1} encoder")
 
@@ -587,6 +606,7 @@ class Trainer:
             "num_classes": self.data.num_classes,
             "image_size": self.image_size,
             "explainer_layer": self.explainer_layer,
+            "saliency_cache_bytes": self.saliency_cache.memory_bytes if self.saliency_cache is not None else 0,
             "train_images": self.data.train_size,
             "val_images": self.data.val_size,
             "world_size": self.ctx.world_size,
@@ -619,7 +639,7 @@ class Trainer:
             return
         parts = [f"epoch {row['epoch'] + 1}/{self.total_epochs}"]
         for key in ("encoder_loss", "classifier_loss", "val_top1", "masked_correct", "background_per_batch",
-                    "cgc_loss"):
+                    "saliency_cache_hits", "cgc_loss"):
             if key in row:
                 parts.append(f"{key} {row[key]:.4g}")
         parts.append(f"{row['epoch_time']:.1f}s")

@@ -38,6 +38,8 @@ def test_config_file_then_flags_override(tmp_path):
     c = parse(["--config", str(path), "--epochs", "3", "--no-quiet", "--keep-fraction", "0.3"])
     assert (c.method, c.epochs, c.lr, c.quiet, c.keep_fraction) == ("excon", 3, 0.2, False, 0.3)
     assert c.explainer_options == {"relu": False}
+    assert TrainConfig().saliency_refresh_epochs == 1
+    assert parse(["--saliency-refresh-epochs", "3"]).saliency_refresh_epochs == 3
     yaml_path = tmp_path / "run.yaml"
     yaml_path.write_text("method: supcon\nbatch-size: 32\nexplainer_layer: encoder.layer3\n")
     c = parse(["--config", str(yaml_path)])
@@ -53,6 +55,9 @@ def test_bad_values_name_the_option(tmp_path):
         TrainConfig(batch_size=0)
     with pytest.raises(ValueError, match="val_fraction"):
         TrainConfig(val_fraction=1.0)
+    for refresh in (0, 1.5, True):
+        with pytest.raises(ValueError, match="saliency_refresh_epochs must be an int >= 1"):
+            TrainConfig(saliency_refresh_epochs=refresh)
     with pytest.raises(FileNotFoundError, match="nope.json"):
         parse(["--config", str(tmp_path / "nope.json")])
 

@@ -121,9 +121,17 @@ def test_views_on_device_and_validation_split(tiny_config):
                                   train_samples=None, eval_samples=None, keep_fraction=0.3))
     # synthetic train split of 5000 with a 25% stratified validation split
     assert (trainer.data.train_size, trainer.data.val_size) == (3750, 1250)
-    standard, view1, view2, labels = next(trainer.data.contrastive_batches(torch.device("cpu"), torch.contiguous_format))
+    batches = trainer.data.contrastive_batches(torch.device("cpu"), torch.contiguous_format)
+    standard, view1, view2, labels, indices = next(batches)
     assert standard.shape == view1.shape == view2.shape == (16, 3, 32, 32)
     assert not torch.equal(view1, view2)
+    # indices are positions in the training split and point at the batch's own images
+    assert indices.dtype == torch.int64 and indices.shape == (16,) and len(set(indices.tolist())) == 16
+    assert 0 <= int(indices.min()) and int(indices.max()) < trainer.data.train_size
+    pixels, label, index = trainer.data.contrastive.dataset[int(indices[3])]
+    assert (index, label) == (int(indices[3]), int(labels[3]))
+    mean, std = (torch.tensor(v).view(-1, 1, 1) for v in (trainer.data.mean, trainer.data.std))
+    torch.testing.assert_close(standard[3], (pixels - mean) / std)
 
 
 def test_batch_larger_than_data_is_a_clear_error(tiny_config):
@@ -146,3 +154,33 @@ def test_compile_wraps_the_training_forwards_only(tiny_config):
     assert isinstance(trainer.joint_forward, torch._dynamo.eval_frame.OptimizedModule)
     # explanations and validation use the plain modules (hooks and autograd.grad need no graph breaks)
     assert trainer.classifier_model.encoder is trainer.model.encoder
+
+
+def test_saliency_cache_reuses_maps_between_refreshes(tiny_config, monkeypatch):
+    """saliency_refresh_epochs=2: explain every training image at epochs 0 and 2, none at epoch 1."""
+    trainer = Trainer(tiny_config(method="excon", epochs=3, exp_start_epoch=0, saliency_refresh_epochs=2))
+    cache = trainer.saliency_cache
+    assert cache is not None and trainer.augment.cache is cache
+    assert (len(cache), cache.refresh_every, cache.image_size) == (trainer.data.train_size, 2, (32, 32))
+    explainer = trainer.augment.explainer_for(trainer.classifier_model)
+    explained: list[int] = []
+    real_explain = explainer.explain
+
+    def counting_explain(images, targets=None):
+        explained.append(images.shape[0])
+        return real_explain(images, targets)
+
+    monkeypatch.setattr(explainer, "explain", counting_explain)
+    assert trainer.fit()["status"] == "finished"
+    rows = read_metrics(trainer.out)
+    # 48 images in 3 full batches of 16: drop_last drops none, so epoch 1 finds every map from epoch 0.
+    assert [r["saliency_cache_hits"] for r in rows] == [0.0, 1.0, 0.0]
+    assert sum(explained) == 2 * trainer.data.train_size  # without the cache: 3 * 48
+    assert all(0.0 <= r["masked_correct"] <= 1.0 for r in rows)
+    assert json.loads((trainer.out / "config.json").read_text())["resolved"]["saliency_cache_bytes"] == \
+        cache.memory_bytes
+
+
+def test_saliency_cache_is_off_by_default_and_for_other_methods(tiny_config):
+    assert Trainer(tiny_config(method="exconb")).saliency_cache is None
+    assert Trainer(tiny_config(method="supcon", saliency_refresh_epochs=3)).saliency_cache is None

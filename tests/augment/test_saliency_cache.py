@@ -1,0 +1,231 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from exaug import ExplanationMaskAugment, SaliencyCache, create_explainer
+
+N = 100
+# float16 stores values in [0, 1] to within half a unit in the last place of [0.5, 1): 2 ** -12.
+FP16_ATOL = 2.0**-12
+
+
+class CountingExplainer:
+    """A callable explainer that records the batch size of every call."""
+
+    def __init__(self, explainer):
+        self.explainer = explainer
+        self.sizes: list[int] = []
+
+    def __call__(self, images, targets):
+        self.sizes.append(images.shape[0])
+        return self.explainer(images, targets)
+
+
+def random_maps(b, size=8, seed=0):
+    return torch.rand(b, 1, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+# -- the cache on its own -------------------------------------------------------------------------------------
+def test_stale_put_get_follow_the_epochs():
+    cache = SaliencyCache(N, 8, refresh_every=2)
+    idx = torch.tensor([3, 50, 99])
+    assert cache.stale(idx).all()  # never computed
+    cache.put(idx, random_maps(3), torch.tensor([False, True, False]))
+    assert cache.epoch_computed[idx].tolist() == [0, 0, 0] and cache.epoch_computed[:3].tolist() == [-1] * 3
+    assert not cache.stale(idx).any()
+    cache.set_epoch(1)
+    assert not cache.stale(idx).any() and cache.stale(torch.tensor([4])).all()
+    cache.set_epoch(2)
+    assert cache.stale(idx).all()
+    cache.put(idx[:1], random_maps(1), torch.tensor([False]))
+    assert cache.stale(idx).tolist() == [False, True, True]
+    cache.set_epoch(0)  # went back (a new run reusing the cache): maps of a later epoch are stale
+    assert cache.stale(idx).tolist() == [True, False, False]
+
+
+def test_refresh_every_one_recomputes_every_epoch():
+    cache = SaliencyCache(N, 8, refresh_every=1)
+    idx = torch.arange(5)
+    cache.put(idx, random_maps(5), torch.zeros(5, dtype=torch.bool))
+    assert not cache.stale(idx).any()
+    cache.set_epoch(1)
+    assert cache.stale(idx).all()
+
+
+@pytest.mark.parametrize("dtype, atol", [(torch.float16, FP16_ATOL), (torch.bfloat16, 2.0**-9), (torch.float32, 0.0)])
+def test_roundtrip_within_storage_precision(dtype, atol):
+    cache = SaliencyCache(N, (8, 6), dtype=dtype)
+    maps = torch.rand(4, 1, 8, 6, generator=torch.Generator().manual_seed(1))
+    flat = torch.tensor([True, False, True, False])
+    idx = torch.tensor([7, 1, 60, 2], dtype=torch.int32)  # any integer dtype
+    cache.put(idx, maps, flat)
+    got, got_flat = cache.get(idx)
+    assert got.dtype == torch.float32 and got.shape == (4, 1, 8, 6) and cache.maps.dtype == dtype
+    torch.testing.assert_close(got, maps, rtol=0, atol=atol)
+    assert torch.equal(got_flat, flat)
+    # exact values survive: 0, 1 and the threshold 0.5
+    edges = torch.tensor([0.0, 0.5, 1.0]).view(3, 1, 1, 1).expand(3, 1, 8, 6)
+    cache.put(torch.tensor([10, 11, 12]), edges, torch.zeros(3, dtype=torch.bool))
+    assert torch.equal(cache.get(torch.tensor([10, 11, 12]))[0], edges)
+
+
+def test_counters_reset_and_memory():
+    cache = SaliencyCache(N, 8, refresh_every=3)
+    assert cache.hit_rate == 0.0
+    idx = torch.arange(10)
+    cache.put(idx, random_maps(10), torch.zeros(10, dtype=torch.bool))
+    cache.get(idx[:6])
+    assert (cache.hits, cache.misses) == (6, 10) and cache.hit_rate == pytest.approx(6 / 16)
+    assert cache.memory_bytes == N * 8 * 8 * 2 + N * 1 + N * 8  # float16 maps, bool flags, int64 epochs
+    assert SaliencyCache(N, 8, dtype=torch.float32).memory_bytes == N * 8 * 8 * 4 + N * 9
+    cache.set_epoch(4)
+    cache.reset()
+    assert (cache.hits, cache.misses, cache.epoch) == (0, 0, 4) and cache.stale(idx).all()
+    assert len(cache) == N and "refresh_every=3" in repr(cache)
+
+
+def test_to_moves_the_buffers():
+    cache = SaliencyCache(N, 8)
+    assert cache.to("meta") is cache and cache.device.type == "meta"
+    assert cache.flat.device.type == cache.epoch_computed.device.type == "meta"
+
+
+def test_bad_arguments_name_the_argument():
+    with pytest.raises(ValueError, match="num_samples"):
+        SaliencyCache(0, 8)
+    with pytest.raises(ValueError, match="refresh_every"):
+        SaliencyCache(N, 8, refresh_every=0)
+    for size in (0, (8, 0), (8,), 8.0, (8, True)):
+        with pytest.raises(ValueError, match="image_size"):
+            SaliencyCache(N, size)
+    for dtype in (torch.int64, torch.bool, "float16"):
+        with pytest.raises(TypeError, match="dtype"):
+            SaliencyCache(N, 8, dtype=dtype)
+    cache = SaliencyCache(N, 8)
+    with pytest.raises(ValueError, match="epoch"):
+        cache.set_epoch(-1)
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, 100\), got values in \[-1, 5\]"):
+        cache.stale(torch.tensor([5, -1]))
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, 100\)"):
+        cache.get(torch.tensor([100]))
+    with pytest.raises(TypeError, match="indices must hold integer"):
+        cache.stale(torch.tensor([1.0]))
+    with pytest.raises(ValueError, match=r"indices must have shape \(B,\)"):
+        cache.stale(torch.zeros(2, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"maps must be .* \(2, 1, 8, 8\)"):
+        cache.put(torch.tensor([0, 1]), random_maps(2, size=4), torch.zeros(2, dtype=torch.bool))
+    with pytest.raises(ValueError, match="flat must be a bool tensor"):
+        cache.put(torch.tensor([0, 1]), random_maps(2), torch.zeros(2))
+
+
+# -- ExplanationMaskAugment with a cache ----------------------------------------------------------------------
+def assert_same_batch(a, b):
+    for field in ("images", "labels", "background", "masked", "saliency", "keep", "correct", "flat"):
+        assert torch.equal(getattr(a, field), getattr(b, field)), field
+
+
+def indices_of(batch_size, seed=2):
+    """Dataset indices of a batch: a shuffled, not contiguous, selection as a loader would give."""
+    return torch.randperm(N, generator=torch.Generator().manual_seed(seed))[:batch_size]
+
+
+@pytest.mark.parametrize("form", ["name", "explainer", "callable"])
+def test_first_epoch_equals_the_uncached_augment(form, cnn, batch):
+    x, v1, v2, y = batch
+    explainer = {"name": "gradcam", "explainer": create_explainer("gradcam", cnn),
+                 "callable": lambda im, t: create_explainer("gradcam", cnn)(im, t) * 3 - 1}[form]
+    plain = ExplanationMaskAugment(explainer, mode="exconb")(x, (v1, v2), y, cnn)
+    cache = SaliencyCache(N, 16, refresh_every=2)
+    cached = ExplanationMaskAugment(explainer, mode="exconb", cache=cache)(x, (v1, v2), y, cnn, indices_of(12))
+    assert_same_batch(cached, plain)
+    assert (cache.hits, cache.misses) == (0, 12)
+
+
+@pytest.mark.parametrize("target", ["label", "predicted"])
+def test_maps_are_reused_until_the_refresh_epoch(target, cnn, batch):
+    x, v1, v2, y = batch
+    idx = indices_of(12)
+    counting = CountingExplainer(create_explainer("gradcam", cnn))
+    cache = SaliencyCache(N, 16, refresh_every=2)
+    aug = ExplanationMaskAugment(counting, mode="exconb", target=target, cache=cache)
+    first = aug(x, (v1, v2), y, cnn, idx)
+    assert counting.sizes == [12]
+
+    cache.set_epoch(1)
+    second = aug(x, (v1, v2), y, cnn, idx)
+    assert counting.sizes == [12], "epoch 1 must not call the explainer"
+    assert (cache.hits, cache.misses) == (12, 12)
+    torch.testing.assert_close(second.saliency, first.saliency, rtol=0, atol=FP16_ATOL)
+    assert torch.equal(second.flat, first.flat)
+    # float16 rounding can only flip pixels right at the threshold
+    clear = (first.saliency - aug.threshold).abs() > 1e-3
+    assert torch.equal(second.keep[clear], first.keep[clear])
+
+    cache.set_epoch(2)
+    third = aug(x, (v1, v2), y, cnn, idx)
+    assert counting.sizes == [12, 12]
+    assert_same_batch(third, first)
+
+
+def test_mixed_batch_explains_only_the_stale_rows(cnn, batch):
+    x, v1, v2, y = batch
+    idx = indices_of(12)
+    counting = CountingExplainer(create_explainer("gradcam", cnn))
+    cache = SaliencyCache(N, 16, refresh_every=2)
+    aug = ExplanationMaskAugment(counting, mode="excon", cache=cache)
+    seen = torch.tensor([0, 2, 3, 7, 11])
+    aug(x[seen], (v1[seen], v2[seen]), y[seen], cnn, idx[seen])  # epoch 0: five images
+    cache.set_epoch(1)
+    out = aug(x, (v1, v2), y, cnn, idx)
+    assert counting.sizes == [5, 7], "only the 7 images never explained are explained at epoch 1"
+    assert (cache.hits, cache.misses) == (5, 12) and not cache.stale(idx).any()
+    reference = ExplanationMaskAugment("gradcam", mode="excon")(x, (v1, v2), y, cnn)
+    stale = torch.ones(12, dtype=torch.bool)
+    stale[seen] = False
+    # fresh rows in float32 (up to the batch size of the convolutions), cached rows to float16 precision
+    torch.testing.assert_close(out.saliency[stale], reference.saliency[stale], rtol=0, atol=1e-5)
+    torch.testing.assert_close(out.saliency[seen], reference.saliency[seen], rtol=0, atol=FP16_ATOL)
+    assert torch.equal(out.flat, reference.flat)
+    assert cache.epoch_computed[idx[seen]].tolist() == [0] * 5 and cache.epoch_computed[idx[stale]].tolist() == [1] * 7
+
+
+def test_flat_maps_stay_flat_from_the_cache(make_cnn):
+    model = make_cnn(forced_class=0)
+    x = torch.randn(4, 3, 16, 16)
+    y = torch.zeros(4, dtype=torch.long)
+    cache = SaliencyCache(N, 16, refresh_every=3)
+    aug = ExplanationMaskAugment(lambda im, t: torch.ones(im.shape[0], 1, 16, 16), cache=cache)
+    aug(x, (x, x), y, model, torch.arange(4))
+    cache.set_epoch(1)
+    out = aug(x, (x, x), y, model, torch.arange(4))
+    assert cache.hits == 4 and out.flat.all() and not out.keep.any()
+
+
+def test_indices_are_required_with_a_cache_and_ignored_without(cnn, batch):
+    x, v1, v2, y = batch
+    aug = ExplanationMaskAugment("gradcam", cache=SaliencyCache(N, 16))
+    with pytest.raises(ValueError, match="indices .* are required when a SaliencyCache is set"):
+        aug(x, (v1, v2), y, cnn)
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, 100\)"):
+        aug(x, (v1, v2), y, cnn, torch.arange(95, 107))
+    with pytest.raises(ValueError, match=r"indices must have shape \(12,\)"):
+        aug(x, (v1, v2), y, cnn, torch.arange(11))
+    with pytest.raises(TypeError, match="indices must hold integer"):
+        aug(x, (v1, v2), y, cnn, torch.arange(12.0))
+    with pytest.raises(ValueError, match="the cache holds 8x8 maps, the originals are 16x16"):
+        ExplanationMaskAugment("gradcam", cache=SaliencyCache(N, 8))(x, (v1, v2), y, cnn, torch.arange(12))
+    with pytest.raises(TypeError, match="cache must be a SaliencyCache"):
+        ExplanationMaskAugment("gradcam", cache={})
+    plain = ExplanationMaskAugment("gradcam")
+    assert_same_batch(plain(x, (v1, v2), y, cnn, torch.arange(95, 107)), plain(x, (v1, v2), y, cnn))
+
+
+def test_labels_are_still_range_checked_when_no_row_is_explained(cnn, batch):
+    x, v1, v2, y = batch
+    cache = SaliencyCache(N, 16, refresh_every=2)
+    aug = ExplanationMaskAugment("gradcam", cache=cache)
+    aug(x, (v1, v2), y, cnn, torch.arange(12))
+    cache.set_epoch(1)
+    with pytest.raises(ValueError, match=r"\[0, 4\]"):
+        aug(x, (v1, v2), y + 10, cnn, torch.arange(12))
