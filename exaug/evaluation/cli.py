@@ -55,6 +55,10 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="change a metric setting, repeatable, e.g. --option calibration.severity=5 --option "
                              "infidelity.normalize=True --option drop_increase.keep_fractions=0.3,0.45 "
                              "(names: exaug.evaluation.evaluate.DEFAULT_OPTIONS)")
+    parser.add_argument("--include-validation", action="store_true",
+                        help="also score the test images the run validated on (by default they are left out when "
+                             "the run validated on a test subset, --eval-samples, because its best checkpoint was "
+                             "chosen on them)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_evaluate)
     return parser
@@ -119,7 +123,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             args.run, metrics=args.metrics, explainer=args.explainer, split=args.split, samples=args.samples,
             out=args.out, device=args.device, batch_size=args.batch_size, progress=not args.quiet,
             checkpoint=args.checkpoint, explainer_layer=args.explainer_layer, seed=args.seed,
-            options=parse_options(args.option),
+            options=parse_options(args.option), held_out=False if args.include_validation else None,
         )
     except (FileNotFoundError, ValueError) as err:
         _error("evaluate", err)

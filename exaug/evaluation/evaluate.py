@@ -53,6 +53,7 @@ from ..metrics import (
     plot_tsne,
 )
 from ..metrics.base import normalisation, predict
+from ..training.loaders import validation_on_test_subset
 from ..training.run import TrainedRun, load_run
 from ..transforms import unnormalize
 from ._report import fmt, md_table, versions, write_json, write_text
@@ -669,6 +670,7 @@ def evaluate_run(
     explainer_layer: str | None = None,
     seed: int = 0,
     options: Mapping[str, Mapping[str, Any]] | None = None,
+    held_out: bool | None = None,
 ) -> dict[str, Any]:
     """Evaluate a trained run and write ``eval.json``, ``eval.md`` and figures.
 
@@ -688,6 +690,9 @@ def evaluate_run(
         explainer_layer: override the explainer's target layer (dotted path in the encoder + classifier model).
         seed: seed of every random draw (infidelity perturbations, PGD start, noise corruptions, t-SNE).
         options: per-metric overrides of :data:`DEFAULT_OPTIONS`, e.g. ``{"infidelity": {"n_perturb_samples": 4}}``.
+        held_out: leave out the test images the run validated on (and chose its best checkpoint on). ``None``
+            (default): whenever the run validated on a subset of the test split (``--eval-samples``); ``True``
+            requires it; ``False`` uses the whole split. Recorded as ``evaluation.held_out``.
 
     Returns:
         The content of ``eval.json``: ``{"run", "evaluation", "explainer", "settings", "metrics", "figures",
@@ -716,7 +721,9 @@ def evaluate_run(
         dev = _resolve_device(device)
         run = load_run(folder, checkpoint=checkpoint, device=dev)
     out_dir = Path(out) if out is not None else run.folder / "eval"
-    dataset = run.dataset(split, samples)
+    if held_out is None:
+        held_out = split == "test" and validation_on_test_subset(run.config)
+    dataset = run.dataset(split, samples, held_out=held_out)
     if len(dataset) == 0:  # type: ignore[arg-type]
         raise ValueError(f"split {split!r} of {run.config.dataset!r} is empty")
 
@@ -766,7 +773,7 @@ def evaluate_run(
                 "checkpoint_epoch": run.epoch, "num_classes": run.num_classes, "image_size": run.image_size},
         "evaluation": {"metrics": list(selected), "split": split, "samples": samples,
                        "images": len(dataset), "batch_size": batch_size, "device": str(dev),  # type: ignore[arg-type]
-                       "seed": seed},
+                       "seed": seed, "held_out": held_out},
         "explainer": explainer_info,
         "settings": {name: _jsonable(opts[name]) for name in (*active, *(["grid"] if ctx.augment else []))},
         "metrics": results,
@@ -804,7 +811,7 @@ def render_eval_markdown(result: Mapping[str, Any]) -> str:
     lines += [
         f"Method **{r['method']}** (seed {r['seed']}), {r['dataset']} / {r['model']} x{r['width']}, checkpoint "
         f"`{r['checkpoint']}` (after epoch {r['checkpoint_epoch']} of {r['epochs']}). Split `{e['split']}`, "
-        f"{e['images']} images{explained}. Evaluated on {e['device']} in {result['timing']['total_seconds']:.1f} s "
+        f"{e['images']} images{' not used for validation' if e.get('held_out') else ''}{explained}. Evaluated on {e['device']} in {result['timing']['total_seconds']:.1f} s "
         f"(seed {e['seed']}).",
         "",
     ]

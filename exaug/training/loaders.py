@@ -29,7 +29,8 @@ from ..transforms import DeviceViewAugment, ExConTransform, standard_view, supco
 from .config import TrainConfig
 from .distributed import DistContext
 
-__all__ = ["RunData", "build_eval_dataset", "build_run_data", "pixels_view", "run_image_size"]
+__all__ = ["RunData", "build_eval_dataset", "build_run_data", "pixels_view", "run_image_size",
+           "validation_on_test_subset"]
 
 
 @dataclasses.dataclass
@@ -111,21 +112,56 @@ def _load(config: TrainConfig, split: str, size: int, samples: int | None) -> Da
     return build_dataset(config.dataset, config.data_root, split, None, download=config.download, **options)
 
 
-def build_eval_dataset(config: TrainConfig, split: str = "test", samples: int | None = None) -> Dataset:
+def build_eval_dataset(
+    config: TrainConfig, split: str = "test", samples: int | None = None, held_out: bool = False
+) -> Dataset:
     """Standard-view (resize + normalise) images of ``split`` as validation sees them, e.g. to evaluate a run.
 
     Args:
         config: the run's configuration (dataset, root, image size, seed).
         split: ``"train"`` or ``"test"``.
         samples: a seeded, class-balanced subset of this many images (``None``: all).
+        held_out: leave out the test images the run validated on (its ``eval_samples`` subset), so that a
+            checkpoint chosen on validation accuracy is not scored on the images it was chosen on. Only the
+            test split of runs validated on a test subset has anything to leave out: see
+            :func:`validation_on_test_subset`.
+
+    Raises:
+        ValueError: ``held_out`` is asked for but the run validated on the whole test split.
     """
     mean, std = dataset_stats(config.dataset)
     size = run_image_size(config)
-    raw = _load(config, split, size, samples if config.dataset == "synthetic" else None)
-    dataset = _with_transform(raw, standard_view(size, mean, std))
-    if samples is not None and len(dataset) > samples:
+    exclude = held_out and split == "test" and config.val_fraction == 0
+    if exclude and config.eval_samples is None:
+        raise ValueError("the run validated on the whole test split, so no test image is held out; evaluate "
+                         "with held_out=False (scores of the best checkpoint are then optimistic)")
+    if config.dataset == "synthetic":
+        # Image i depends only on (seed, split, i): validation rendered images 0 .. eval_samples - 1, so the
+        # held-out images are the ones after them.
+        start = config.eval_samples if exclude else 0
+        count = None if samples is None else start + samples
+        raw = _load(config, split, size, count)
+        dataset = _with_transform(raw, standard_view(size, mean, std))
+        if start:
+            dataset = Subset(dataset, list(range(start, len(dataset))))  # type: ignore[arg-type]
+        return dataset
+    dataset = _with_transform(_load(config, split, size, None), standard_view(size, mean, std))
+    if exclude and len(dataset) > config.eval_samples:  # type: ignore[arg-type, operator]
+        # The same draw as build_run_data's validation subset; what remains is held out.
+        validation = set(subset(dataset, config.eval_samples, seed=config.seed + 1).indices)  # type: ignore[arg-type]
+        dataset = Subset(dataset, [i for i in range(len(dataset)) if i not in validation])  # type: ignore[arg-type]
+    elif exclude:
+        raise ValueError("the run validated on the whole test split, so no test image is held out; evaluate "
+                         "with held_out=False (scores of the best checkpoint are then optimistic)")
+    if samples is not None and len(dataset) > samples:  # type: ignore[arg-type]
         dataset = subset(dataset, samples, seed=config.seed + 1)
     return dataset
+
+
+def validation_on_test_subset(config: TrainConfig) -> bool:
+    """Whether the run validated on a strict subset of its test split, leaving test images it never chose a
+    checkpoint on (``val_fraction == 0`` and ``eval_samples`` set)."""
+    return config.val_fraction == 0 and config.eval_samples is not None
 
 
 def run_image_size(config: TrainConfig) -> int:

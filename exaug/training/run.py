@@ -46,11 +46,13 @@ class TrainedRun:
     metrics: list[dict[str, Any]]
     summary: dict[str, Any] | None
 
-    def dataset(self, split: str = "test", samples: int | None = None) -> Dataset:
-        """The run's dataset split with the standard view (resize + normalise), as validation saw it."""
+    def dataset(self, split: str = "test", samples: int | None = None, held_out: bool = False) -> Dataset:
+        """The run's dataset split with the standard view (resize + normalise), as validation saw it; with
+        ``held_out``, without the test images the run validated on (see
+        :func:`~exaug.training.loaders.build_eval_dataset`)."""
         from .loaders import build_eval_dataset
 
-        return build_eval_dataset(self.config, split, samples)
+        return build_eval_dataset(self.config, split, samples, held_out=held_out)
 
 
 def load_run(folder: str | Path, checkpoint: str = "best", device: str | torch.device = "cpu") -> TrainedRun:

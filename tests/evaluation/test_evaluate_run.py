@@ -93,7 +93,7 @@ def test_numbers_equal_direct_metric_calls(runs, full_eval):
     m = full_eval[0]["metrics"]
     run = load_run(runs["exconb_s3"])
     model = run.classifier_model
-    dataset = run.dataset("test", 32)
+    dataset = run.dataset("test", 32, held_out=True)  # the run validated on 32 test images: they are left out
     mean, std = dataset_stats("synthetic")
     m_t, s_t = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
     explainer = create_explainer("gradcam", model, target_layer=LAYER)
@@ -120,7 +120,7 @@ def test_numbers_equal_direct_metric_calls(runs, full_eval):
         drop.update(images)
         infid.update(images)
         curves.update(images)
-        masks = torch.stack([dataset.mask(16 * number + i) for i in range(len(labels))])
+        masks = object_masks(dataset, [16 * number + i for i in range(len(labels))], (32, 32))
         heatmap.update(explainer(images, labels), masks)
         fgsm_acc.update(images, labels)
         pgd_acc.update(images, labels)
@@ -209,7 +209,7 @@ def test_content_heatmap_skipped_without_masks(runs, tmp_path, monkeypatch):
         def __getitem__(self, i):
             return images[i]
 
-    monkeypatch.setattr(run, "dataset", lambda split="test", samples=None: NoMasks())
+    monkeypatch.setattr(run, "dataset", lambda split="test", samples=None, held_out=False: NoMasks())
     result = evaluate_run(run, "content_heatmap,adversarial", out=tmp_path, progress=False,
                           options={"adversarial": {"pgd_steps": 1}, "grid": {"images": 2}})
     assert set(result["metrics"]) == {"adversarial"}
