@@ -237,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                             "lr", "width", "seeds", "methods", "quick", "jobs", "threads")}
     paths = write_results(args.results_dir, "cifar10_cpu", {
         "budget": budget, "dataset": data, "estimate": timing, "wall_seconds": time.time() - started,
+        "run_seconds": {stage: sum(r[f"{stage}_seconds"] or 0.0 for recs in records.values() for r in recs)
+                        for stage in ("train", "eval")},
         "done": done, "methods": summary, "runs": {m: [r["folder"] for r in recs] for m, recs in records.items()},
     }, text)
     print(f"wrote {paths[0]} and {paths[1]}")

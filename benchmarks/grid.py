@@ -218,7 +218,12 @@ def collect(folder: str | Path) -> dict[str, Any]:
         values[f"increase_percent@{q}"] = scores.get("increase_percent")
     series = record["val_top1"]
     values["val_std_epochs"] = float(np.std(series)) if len(series) > 1 else None
-    return {**record, "values": values}
+    summary_file = Path(folder) / "summary.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+    eval_seconds = (json.loads(eval_file.read_text()).get("timing", {}).get("total_seconds")
+                    if eval_file.is_file() else None)
+    # Compute spent on the run, whatever invocation of the grid did the work (a resumed grid only evaluates).
+    return {**record, "values": values, "train_seconds": summary.get("seconds"), "eval_seconds": eval_seconds}
 
 
 def summarise(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

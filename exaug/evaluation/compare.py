@@ -80,7 +80,8 @@ def read_run_record(folder: str | Path) -> dict[str, Any]:
         values["ece_clean"] = metrics.get("calibration", {}).get("ece_clean")
         values["ece_fgsm"] = metrics.get("calibration", {}).get("ece_fgsm")
         ev, ex = evaluation.get("evaluation", {}), evaluation.get("explainer") or {}
-        eval_settings = {"split": ev.get("split"), "images": ev.get("images"), "explainer": ex.get("name"),
+        eval_settings = {"split": ev.get("split"), "images": ev.get("images"), "held_out": ev.get("held_out"),
+                         "explainer": ex.get("name"),
                          "target_layer": ex.get("target_layer"), "settings": evaluation.get("settings", {})}
     return {
         "folder": str(folder),

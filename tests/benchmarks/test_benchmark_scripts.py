@@ -143,6 +143,9 @@ def test_cifar10_quick(tmp_path, tiny_zip):
     payload = json.loads((tmp_path / "results" / "cifar10_cpu.json").read_text())
     assert payload["dataset"] == "imagefolder-zip" and payload["budget"]["quick"] is True
     assert payload["budget"]["jobs"] == 2 and payload["budget"]["threads"] == 1
+    assert payload["run_seconds"]["train"] > 0 and payload["run_seconds"]["eval"] > 0
+    evaluation = json.loads((tmp_path / "runs" / "supcon" / "seed0" / "eval" / "eval.json").read_text())
+    assert evaluation["evaluation"]["held_out"] is True  # validated on 16 of the 18 test images: 2 are left
     for summary in payload["methods"].values():
         assert summary["seeds"] == [0, 1]
         assert summary["top1"]["n"] == 2 and summary["infidelity"]["n"] == 2
