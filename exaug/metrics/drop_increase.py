@@ -105,10 +105,10 @@ class DropIncrease(Metric):
         fill: dropped-pixel fill (``"zero"``, ``"mean"``, ``"blur"``, ``"noise"`` or a number).
         target_layer: layer for an explainer built by name.
         explainer_options: options for an explainer built by name.
-        chunk_size: images explained and scored together; larger batches are split. On a CPU, activations of
-            128 small images stay in cache where 256 do not: at batch 256 a CIFAR ResNet-18 of width 1/16 runs
-            about 1.4x faster in chunks of 128, a 2-convolution CNN about 2x (``benchmarks/speed.py``). ``None``
-            keeps every batch whole. It also bounds memory on a GPU.
+        chunk_size: images explained and scored together; larger batches are split. It bounds memory (on a GPU
+            too). On a 2-core CPU at batch 256, chunks of 128 ran between 8 % slower and 2x faster than the whole
+            batch, depending on the run: smaller activations stay in cache and avoid fresh pages
+            (``benchmarks/speed.py``, docs/benchmarks.md). ``None`` keeps every batch whole.
     """
 
     def __init__(
