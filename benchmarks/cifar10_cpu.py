@@ -207,8 +207,8 @@ def run_grid(grid: Sequence[GridRun], args: argparse.Namespace, timing: dict[str
 def render(summary: dict[str, dict[str, Any]], args: argparse.Namespace, data: str) -> str:
     """The two tables (accuracy / calibration / stability, then explanation quality), mean ± std over seeds."""
     head = (f"CIFAR-10 ({data}), CIFAR ResNet-18 x{args.width}, {args.train_samples} training images, {args.epochs} "
-            f"epochs, batch {args.batch_size}, lr {args.lr:g}, t 0.1; validated on {args.eval_samples} and evaluated "
-            f"on {args.test_samples} test images (best checkpoint).")
+            f"epochs, batch {args.batch_size}, lr {args.lr:g}, t 0.1; validated on {args.eval_samples} test images "
+            f"(which choose the best checkpoint), evaluated on {args.test_samples} other test images.")
     return "\n".join(["# CIFAR-10 on CPU", "", head, "", metric_tables(summary), TABLE_LEGEND, ""])
 
 
