@@ -175,15 +175,21 @@ def _target_model(
 def run_explain(args: argparse.Namespace) -> list[Path]:
     """Compute the maps described by ``args`` and write the PNGs; returns the written paths."""
     from .data import dataset_stats
-    from .explainers import create_explainer
+    from .explainers import create_explainer, explainer_accepts
 
     classifier, encoder, run_dataset, size, run = _networks(args)
     name = args.dataset or run_dataset or "imagenet"
     images, names = _images(args, name, size, run)
     images = images.to(args.device)
     model, targets, label = _target_model(args, classifier, encoder, images, name, size, run)
+    options = dict(args.option)
+    if args.target != "class" and "channel_reduction" not in options and explainer_accepts(args.explainer,
+                                                                                          "channel_reduction"):
+        # COCOA averages pixel attributions over channels with their sign: |.| would rank pixels that pull the
+        # representation away from the target as high as those that pull it towards it (docs/cocoa.md).
+        options["channel_reduction"] = "sum"
     try:
-        explainer = create_explainer(args.explainer, model, **dict(args.option))
+        explainer = create_explainer(args.explainer, model, **options)
     except (TypeError, ValueError) as err:
         raise _fail(f"--explainer {args.explainer} / --option: {err}") from err
     explanation = explainer.explain(images, targets)

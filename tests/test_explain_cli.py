@@ -99,3 +99,27 @@ def test_errors_name_the_argument(argv, message, tmp_path):
 def test_bad_option_syntax():
     with pytest.raises(SystemExit):
         parse("--model", "resnet18", "--option", "n_masks")
+
+
+@pytest.mark.parametrize("target, explainer, options, expected", [
+    ("label-free", "saliency", [], "sum"),  # representation targets: the paper's signed channel mean
+    ("label-free", "saliency", ["--option", 'channel_reduction="abs_sum"'], "abs_sum"),  # the user's choice wins
+    ("class", "saliency", [], None),  # class targets keep the registry default
+    ("label-free", "relax", [], None),  # explainers without the option get none
+])
+def test_channel_reduction_default_for_representation_targets(tiny_run, tmp_path, monkeypatch, target, explainer,
+                                                               options, expected):
+    import exaug.explainers
+
+    seen = {}
+    original = exaug.explainers.create_explainer
+
+    def spy(name, model, **kwargs):
+        seen.update(kwargs)
+        return original(name, model, **kwargs)
+
+    monkeypatch.setattr(exaug.explainers, "create_explainer", spy)
+    args = parse("--run", str(tiny_run), "--index", "0", "--target", target, "--explainer", explainer, *options,
+                 "--out", str(tmp_path / "out"))
+    assert args.func(args) == 0
+    assert seen.get("channel_reduction") == expected

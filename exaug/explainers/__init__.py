@@ -5,7 +5,14 @@ backend that needs them is created.
 """
 
 from .base import Explainer, Explanation, normalize_saliency, resolve_layer
-from .registry import create_explainer, describe_explainers, explainer_uses_layer, list_explainers, register_explainer
+from .registry import (
+    create_explainer,
+    describe_explainers,
+    explainer_accepts,
+    explainer_uses_layer,
+    list_explainers,
+    register_explainer,
+)
 from . import gradcam  # noqa: F401  (registers "gradcam", "random")
 from . import captum_backends, pgc  # noqa: F401  (register the Captum and "pgc.*" backends)
 from . import rise  # noqa: F401
@@ -17,6 +24,7 @@ __all__ = [
     "GradCAM",
     "create_explainer",
     "describe_explainers",
+    "explainer_accepts",
     "explainer_uses_layer",
     "grad_cam",
     "list_explainers",

@@ -8,6 +8,7 @@ factory, only when an explainer of that kind is created.
 from __future__ import annotations
 
 import difflib
+import inspect
 from typing import Any, Callable, TypeVar
 
 from torch import nn
@@ -69,6 +70,18 @@ def explainer_uses_layer(name: str) -> bool:
         create_explainer(name, nn.Identity())  # raises the helpful unknown-name error
     factory = _REGISTRY[name]
     return not (isinstance(factory, type) and issubclass(factory, Explainer)) or factory.uses_layer
+
+
+def explainer_accepts(name: str, option: str) -> bool:
+    """Whether the explainer registered as ``name`` takes the keyword ``option`` (e.g. ``"channel_reduction"``).
+
+    Read from the factory's signature; a factory taking ``**kwargs`` accepts every option.
+    """
+    if name not in _REGISTRY:
+        create_explainer(name, nn.Identity())  # raises the helpful unknown-name error
+    factory = _REGISTRY[name]
+    parameters = inspect.signature(factory).parameters  # a class's signature is its __init__'s, minus self
+    return option in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
 
 
 def create_explainer(

@@ -47,3 +47,24 @@ def test_every_registered_name_has_a_description():
     described = exaug.describe_explainers()
     assert list(described) == exaug.list_explainers()
     assert all(text.strip() for text in described.values())
+
+
+def test_explainer_accepts_reads_the_factory_signature():
+    from exaug.explainers import explainer_accepts, register_explainer
+
+    assert explainer_accepts("integrated_gradients", "channel_reduction")
+    assert explainer_accepts("integrated_gradients", "n_steps")
+    assert not explainer_accepts("gradcam", "channel_reduction")
+    assert not explainer_accepts("rise", "channel_reduction")
+
+    @register_explainer("test.kwargs_factory", "a plain factory taking **options")
+    def kwargs_factory(model, **options):
+        return exaug.create_explainer("random", model)
+
+    try:
+        assert explainer_accepts("test.kwargs_factory", "anything")
+    finally:
+        registry._REGISTRY.pop("test.kwargs_factory")
+        registry._DESCRIPTIONS.pop("test.kwargs_factory")
+    with pytest.raises(ValueError, match="Did you mean"):
+        explainer_accepts("integrated_gradient", "n_steps")
