@@ -112,6 +112,10 @@ def _load(config: TrainConfig, split: str, size: int, samples: int | None) -> Da
     return build_dataset(config.dataset, config.data_root, split, None, download=config.download, **options)
 
 
+_NOTHING_HELD_OUT = ("the run validated on the whole test split, so no test image is held out; evaluate with "
+                     "held_out=False (scores of the best checkpoint are then optimistic)")
+
+
 def build_eval_dataset(
     config: TrainConfig, split: str = "test", samples: int | None = None, held_out: bool = False
 ) -> Dataset:
@@ -133,8 +137,7 @@ def build_eval_dataset(
     size = run_image_size(config)
     exclude = held_out and split == "test" and config.val_fraction == 0
     if exclude and config.eval_samples is None:
-        raise ValueError("the run validated on the whole test split, so no test image is held out; evaluate "
-                         "with held_out=False (scores of the best checkpoint are then optimistic)")
+        raise ValueError(_NOTHING_HELD_OUT)
     if config.dataset == "synthetic":
         # Image i depends only on (seed, split, i): validation rendered images 0 .. eval_samples - 1, so the
         # held-out images are the ones after them.
@@ -151,8 +154,7 @@ def build_eval_dataset(
         validation = set(subset(dataset, config.eval_samples, seed=config.seed + 1).indices)  # type: ignore[arg-type]
         dataset = Subset(dataset, [i for i in range(len(dataset)) if i not in validation])  # type: ignore[arg-type]
     elif exclude:
-        raise ValueError("the run validated on the whole test split, so no test image is held out; evaluate "
-                         "with held_out=False (scores of the best checkpoint are then optimistic)")
+        raise ValueError(_NOTHING_HELD_OUT)
     if samples is not None and len(dataset) > samples:  # type: ignore[arg-type]
         dataset = subset(dataset, samples, seed=config.seed + 1)
     return dataset
