@@ -209,9 +209,8 @@ def collect(folder: str | Path) -> dict[str, Any]:
     record = read_run_record(folder)
     values = dict(record["values"])
     eval_file = Path(folder) / "eval" / "eval.json"
-    keeps = {}
-    if eval_file.is_file():
-        keeps = json.loads(eval_file.read_text()).get("metrics", {}).get("drop_increase", {}).get("keep", {})
+    evaluation = json.loads(eval_file.read_text()) if eval_file.is_file() else {}
+    keeps = evaluation.get("metrics", {}).get("drop_increase", {}).get("keep", {})
     for q in KEEP_FRACTIONS:
         scores = keeps.get(repr(q), {})
         values[f"drop_percent@{q}"] = scores.get("drop_percent")
@@ -220,10 +219,9 @@ def collect(folder: str | Path) -> dict[str, Any]:
     values["val_std_epochs"] = float(np.std(series)) if len(series) > 1 else None
     summary_file = Path(folder) / "summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
-    eval_seconds = (json.loads(eval_file.read_text()).get("timing", {}).get("total_seconds")
-                    if eval_file.is_file() else None)
     # Compute spent on the run, whatever invocation of the grid did the work (a resumed grid only evaluates).
-    return {**record, "values": values, "train_seconds": summary.get("seconds"), "eval_seconds": eval_seconds}
+    return {**record, "values": values, "train_seconds": summary.get("seconds"),
+            "eval_seconds": evaluation.get("timing", {}).get("total_seconds")}
 
 
 def summarise(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

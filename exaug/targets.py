@@ -26,7 +26,6 @@ They are computed once, in batches, under ``no_grad`` with the encoder isolated 
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, Sequence
 
 import torch
@@ -34,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from .explainers.base import positive_int
 from .utils.checks import check_images
 from .utils.isolation import isolated
 
@@ -81,12 +81,6 @@ def _check_similarity(similarity: str) -> str:
     return similarity
 
 
-def _check_batch_size(batch_size: Any) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    return int(batch_size)
-
-
 def encode(encoder: nn.Module, images: Tensor, batch_size: int = 256, normalize: bool = False) -> Tensor:
     """Representations ``(N, D)`` of ``images`` ``(N, C, H, W)``, in batches, without autograd.
 
@@ -94,7 +88,7 @@ def encode(encoder: nn.Module, images: Tensor, batch_size: int = 256, normalize:
     training loop leaves no trace. Outputs with more than two dimensions are flattened.
     """
     check_images(images, "images")
-    batch_size = _check_batch_size(batch_size)
+    batch_size = positive_int("batch_size", batch_size)
     device = next((p.device for p in encoder.parameters()), images.device)
     chunks = []
     with isolated(encoder), torch.no_grad():
@@ -127,7 +121,7 @@ class SimilarityTarget(nn.Module):
                             f"{type(encoder).__name__}")
         self.encoder = encoder
         self.similarity = _check_similarity(similarity)
-        self.batch_size = _check_batch_size(batch_size)
+        self.batch_size = positive_int("batch_size", batch_size)
         self.register_buffer("directions", torch.empty(0), persistent=False)
 
     @property
@@ -309,8 +303,7 @@ def _draw(dataset: Dataset, n: int, seed: int, accept: Any, argument: str) -> Te
     """``n`` images ``(n, C, H, W)`` drawn without replacement, in a seeded random order, whose label passes
     ``accept(label)``; labels come from ``dataset.targets`` when exposed, else images are loaded lazily in that
     order until ``n`` are accepted (so only about ``n`` images are read)."""
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"{argument} must be a positive int, got {n!r}")
+    n = positive_int(argument, n)
     if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
         raise TypeError(f"dataset must be a map-style dataset of (image, label) pairs, got {type(dataset).__name__}")
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(int(seed)))
