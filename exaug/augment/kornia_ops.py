@@ -10,7 +10,11 @@ thresholds it exactly like :func:`~exaug.augment.keep_mask` and masks the image.
 keypoint keys of the pipeline are unaffected.
 
 Place :class:`SaliencyKeep` after the geometric transforms and before any intensity transform (colour jitter
-would otherwise treat the saliency as a colour channel, or reject ``C + 1`` channels).
+would otherwise treat the saliency as a colour channel, or reject ``C + 1`` channels). Per-sample intensity
+transforms may follow it in the same pipeline (colour jitter, grayscale, normalise: SupCon's recipe). Kornia
+tracks only spatial size changes when it draws a pipeline's parameters, not channel counts, so a child drawing
+per-channel parameters (``RandomGaussianNoise``) after it would draw ``C + 1`` channels: put such children in a
+second pipeline.
 """
 
 from __future__ import annotations

@@ -75,6 +75,24 @@ def test_other_mask_keys_follow_and_are_left_alone():
     assert torch.equal(out, apply_mask(images.flip(-1), keep_mask(saliency.flip(-1))))
 
 
+def test_supcon_colour_recipe_may_follow_in_the_same_pipeline():
+    torch.manual_seed(4)
+    images, saliency = torch.rand(4, 3, 24, 24), smooth_saliency(4, 24, seed=3)
+    mean, std = torch.tensor([0.5, 0.5, 0.5]), torch.tensor([0.25, 0.25, 0.25])
+    pipeline = K.AugmentationSequential(
+        K.RandomResizedCrop((16, 16), scale=(0.2, 1.0)), K.RandomHorizontalFlip(), SaliencyKeep(),
+        K.ColorJitter(0.4, 0.4, 0.4, 0.1, p=1.0), K.Normalize(mean, std),
+    )
+    out = pipeline(SaliencyKeep.stack(images, saliency))
+    jitter = pipeline._params[3].data
+    assert out.shape == (4, 3, 16, 16)
+    # Replaying the first three children, then the colour children with their parameters, gives the output.
+    head = K.AugmentationSequential(*list(pipeline.children())[:3])
+    kept = head(SaliencyKeep.stack(images, saliency), params=pipeline._params[:3])
+    colour = list(pipeline.children())[3](kept, params=jitter)
+    torch.testing.assert_close(out, (colour - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1), rtol=0, atol=1e-5)
+
+
 def test_keep_mask_input_and_noise_replay():
     torch.manual_seed(2)
     images = torch.randn(3, 3, 8, 8)
