@@ -1,8 +1,10 @@
 """Explanation-driven masking transforms, their saliency cache, EDDA occlusions and replayable spatial transforms."""
 
-from .edda import EDDA_POLICIES, EDDA_TARGETS, EDDAAugment, EDDABatch
-from .explanation_mask import AugmentedBatch, ExplanationMaskAugment
-from .masking import FILLS, apply_mask, fill_like, gaussian_blur, keep_mask
+from .edda import EDDA_POLICIES, EDDA_TARGETS, EDDAAugment, EDDABatch, EDDAParams
+from .explaining import ExplainerSource, explain_normalized
+from .explanation_mask import AugmentedBatch, ExplanationMaskAugment, MaskParams
+from .kornia_ops import SaliencyKeep
+from .masking import FILLS, apply_mask, check_fill, fill_like, gaussian_blur, keep_mask
 from .replay import ReplayableSpatial, SpatialParams
 from .saliency_cache import SaliencyCache
 
@@ -13,11 +15,17 @@ __all__ = [
     "AugmentedBatch",
     "EDDAAugment",
     "EDDABatch",
+    "EDDAParams",
+    "ExplainerSource",
     "ExplanationMaskAugment",
+    "MaskParams",
     "ReplayableSpatial",
     "SaliencyCache",
+    "SaliencyKeep",
     "SpatialParams",
     "apply_mask",
+    "check_fill",
+    "explain_normalized",
     "fill_like",
     "gaussian_blur",
     "keep_mask",

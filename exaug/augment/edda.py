@@ -13,6 +13,15 @@ EDDA turns this into training data. For every image and its explanation:
 targets, so the only difference to ``"explanation"`` is *where* the occlusion falls. No public code exists for
 EDDA; the target policies follow NOTES §6.
 
+Like :class:`~exaug.augment.ExplanationMaskAugment`, the augment separates drawing from applying:
+:meth:`EDDAAugment.draw` explains the batch and decides the two occluded regions and the targets
+(:class:`EDDAParams`); :meth:`EDDAAugment.apply` only fills the regions and selects the rows.
+
+Random generators: the tie-break among equal saliency values and ``fill="noise"`` draw from the ``generator``
+passed to :meth:`~EDDAAugment.draw` (``None``: torch's global RNG), in that order; the random maps of
+``policy="random"`` come from a private generator seeded with ``seed`` (``None``: the global RNG, drawn before
+the tie-break).
+
 Everything is batched (``topk`` masks, ``torch.where`` fills); the only host synchronisation is the count of
 rows that survive (flat maps, ``"exclude"``), which fixes the output size.
 """
@@ -21,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import weakref
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -31,16 +40,15 @@ from ..explainers.base import Explainer, resolve_targets
 from ..explainers.gradcam import RandomSaliency
 from ..utils.checks import check_images, check_labels
 from ..utils.isolation import isolated
-from .explanation_mask import ExplanationMaskAugment
-from .masking import Fill, apply_mask, keep_mask
+from .explaining import ExplainerSource, SaliencyFn, explain_normalized
+from .masking import Fill, apply_mask, check_fill, fill_like, keep_mask
 
-__all__ = ["EDDABatch", "EDDAAugment", "EDDA_TARGETS", "EDDA_POLICIES"]
+__all__ = ["EDDABatch", "EDDAParams", "EDDAAugment", "EDDA_TARGETS", "EDDA_POLICIES"]
 
 EDDA_TARGETS: tuple[str, ...] = ("soft", "uniform", "lower_confidence", "exclude")
 EDDA_POLICIES: tuple[str, ...] = ("explanation", "random")
 # Below any saliency difference that matters (maps are in [0, 1]) yet well above float32 resolution at 1.
 TIE_BREAK = 1e-5
-SaliencyFn = Callable[[Tensor, Tensor | None], Tensor]
 
 
 @dataclasses.dataclass
@@ -49,6 +57,9 @@ class EDDABatch:
 
     Rows are ordered salient-occluded first, then non-salient-occluded, each in the order of the input batch;
     images whose map was flat contribute no row, and with ``target="exclude"`` there are no salient rows.
+
+    Shape:
+        See the attributes (``B`` input images, ``M <= 2B`` rows, ``K`` classes).
 
     Attributes:
         images: ``(M, C, H, W)`` occluded images.
@@ -79,16 +90,60 @@ class EDDABatch:
         return self.images.shape[0]
 
 
-class EDDAAugment:
+@dataclasses.dataclass
+class EDDAParams:
+    """What :meth:`EDDAAugment.draw` decided for a batch; :meth:`EDDAAugment.apply` builds the rows from it.
+
+    Attributes:
+        salient_keep: bool keep-masks of the salient-occluded copies (False on the occluded, most salient pixels).
+        nonsalient_keep: bool keep-masks of the non-salient-occluded copies.
+        salient_targets: probability targets of the salient-occluded copies.
+        nonsalient_targets: probability targets of the non-salient-occluded copies (the one-hot labels).
+        saliency: normalised maps that decided the occlusions (random maps for the control).
+        flat: bool, maps that carried no information (their images produce no row).
+        logits: detached eval-mode logits of the images.
+        fill: the drawn fill values of ``fill="noise"`` (salient copies first, then non-salient), or ``None``:
+            deterministic fills are computed by :meth:`~EDDAAugment.apply`.
+
+    Shape:
+        - salient_keep, nonsalient_keep, saliency: ``(B, 1, H, W)``.
+        - salient_targets, nonsalient_targets, logits: ``(B, K)``.
+        - flat: ``(B,)``.
+        - fill: ``(2B, C, H, W)`` or ``None``.
+    """
+
+    salient_keep: Tensor
+    nonsalient_keep: Tensor
+    salient_targets: Tensor
+    nonsalient_targets: Tensor
+    saliency: Tensor
+    flat: Tensor
+    logits: Tensor
+    fill: Tensor | None = None
+
+
+class EDDAAugment(nn.Module):
     """Explanation-driven occlusions with lower-confidence targets (EDDA).
 
+    An ``nn.Module`` (no parameters or buffers of its own); the model is passed at call time and never
+    registered. Random generators: see the module docstring.
+
     Example:
-        >>> aug = EDDAAugment("gradcam", salient_fraction=0.2, target="soft",
-        ...                   explainer_options={"target_layer": "encoder.layer2"})
-        >>> batch = aug(images, labels, classifier)          # classifier: images -> logits, left untouched
+        >>> import torch
+        >>> import torch.nn.functional as F
+        >>> from torch import nn
+        >>> _ = torch.manual_seed(0)
+        >>> classifier = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        ...                            nn.Flatten(), nn.Linear(8, 5))        # images -> logits, left untouched
+        >>> images, labels = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 3])
+        >>> aug = EDDAAugment("gradcam", salient_fraction=0.25, target="soft", explainer_options={"target_layer": "1"})
+        >>> batch = aug(images, labels, classifier)
         >>> logits = classifier(torch.cat([images, batch.images]))
-        >>> targets = torch.cat([F.one_hot(labels, K).float(), batch.targets])
+        >>> targets = torch.cat([F.one_hot(labels, 5).float(), batch.targets])
         >>> loss = F.cross_entropy(logits, targets)           # soft-target cross-entropy
+        >>> params = aug.draw(images, labels, classifier, generator=torch.Generator().manual_seed(0))
+        >>> torch.equal(aug.apply(images, labels, params).images, aug(images, labels, params=params).images)
+        True
 
     Args:
         explainer: a registered name (built lazily for the model passed at call time), an
@@ -110,6 +165,9 @@ class EDDAAugment:
         random_grid: side of the coarse grid of the random maps (upsampled bilinearly, so random occlusions are
             blobs like saliency regions rather than scattered pixels); ``None``: one value per pixel.
         seed: seed of the random maps' private generator (``None``: the global RNG).
+
+    Shape:
+        - images: ``(B, C, H, W)``; labels: ``(B,)``; see :class:`EDDABatch` for the output.
     """
 
     def __init__(
@@ -127,6 +185,7 @@ class EDDAAugment:
         random_grid: int | None = 8,
         seed: int | None = None,
     ) -> None:
+        super().__init__()
         if not 0.0 < salient_fraction <= 0.5:
             # Above 0.5 the salient and non-salient occlusions would overlap.
             raise ValueError(f"salient_fraction must be in (0, 0.5], got {salient_fraction}")
@@ -139,9 +198,11 @@ class EDDAAugment:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
         if random_grid is not None and random_grid < 1:
             raise ValueError(f"random_grid must be a positive int or None, got {random_grid}")
-        # Explainer resolution, fill and option checks are ExplanationMaskAugment's (one implementation).
-        self._resolver = ExplanationMaskAugment(explainer, mode="excon", fill=fill, target=explain,
-                                                explainer_options=explainer_options)
+        if explain not in ("label", "predicted"):
+            raise ValueError(f"explain must be 'label' or 'predicted', got {explain!r}")
+        check_fill(fill)
+        # A plain object, so that neither an explainer object nor the model it wraps becomes a submodule.
+        self.source = ExplainerSource(explainer, explainer_options)
         self.salient_fraction = float(salient_fraction)
         self.target = target
         self.policy = policy
@@ -156,19 +217,54 @@ class EDDAAugment:
     @property
     def explainer(self) -> str | Explainer | SaliencyFn:
         """The explainer as given."""
-        return self._resolver.explainer
+        return self.source.explainer
 
     # -- the transform ----------------------------------------------------------------------------------------
-    def __call__(self, images: Tensor, labels: Tensor, model: nn.Module) -> EDDABatch:
-        """Build the occluded copies of a batch.
+    def forward(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        model: nn.Module | None = None,
+        *,
+        params: EDDAParams | None = None,
+        generator: torch.Generator | None = None,
+    ) -> EDDABatch:
+        """Build the occluded copies of a batch: :meth:`draw` (unless ``params`` are given), then :meth:`apply`.
 
         Args:
-            images: ``(B, C, H, W)`` normalised images.
-            labels: ``(B,)`` integer class labels.
-            model: images -> logits ``(B, K)``; used in eval mode and left untouched.
+            images: normalised images.
+            labels: integer class labels.
+            model: images -> logits; used in eval mode and left untouched. Not needed with ``params``.
+            params: replay these parameters (no explainer, no model call) instead of drawing new ones.
+            generator: random source of the tie-break and of ``fill="noise"`` (``None``: the global RNG).
 
         Returns:
             :class:`EDDABatch` with ``M <= 2B`` rows.
+
+        Shape:
+            - images: ``(B, C, H, W)``; labels: ``(B,)``.
+        """
+        if params is None:
+            params = self.draw(images, labels, model, generator=generator)  # type: ignore[arg-type]
+        return self.apply(images, labels, params)
+
+    def draw(
+        self, images: Tensor, labels: Tensor, model: nn.Module, *, generator: torch.Generator | None = None
+    ) -> EDDAParams:
+        """Explain the batch and decide the occluded regions, the targets and (for ``"noise"``) the fill.
+
+        Args:
+            images: normalised images.
+            labels: integer class labels in ``[0, K)``.
+            model: images -> logits; used in eval mode and left untouched.
+            generator: random source of the tie-break and of ``fill="noise"`` (``None``: the global RNG). The
+                random maps of ``policy="random"`` use ``seed`` instead.
+
+        Returns:
+            :class:`EDDAParams`.
+
+        Shape:
+            - images: ``(B, C, H, W)``; labels: ``(B,)``.
         """
         check_images(images)
         labels = check_labels(labels, images.shape[0], "labels")
@@ -184,16 +280,50 @@ class EDDAAugment:
         # Occluded = the top-k (salient) / bottom-k (non-salient) pixels of one strict order, so the two regions
         # are disjoint with exactly k pixels each. ReLU'd maps are often exactly 0 over large areas: a tiny random
         # key breaks those ties at random (topk alone would always pick the first-in-memory pixels).
-        order = saliency + torch.rand_like(saliency) * TIE_BREAK
+        noise = torch.rand(saliency.shape, generator=generator, dtype=saliency.dtype, device=saliency.device)
+        order = saliency + noise * TIE_BREAK
         salient_region = keep_mask(order, keep_fraction=self.salient_fraction)
         nonsalient_region = keep_mask(-order, keep_fraction=self.salient_fraction)
-        occluded = apply_mask(torch.cat((images, images)), ~torch.cat((salient_region, nonsalient_region)), self.fill)
-
+        fill = None
+        if self.fill == "noise":  # the only random fill: drawn here so that apply() is deterministic
+            fill = fill_like(torch.cat((images, images)), "noise", generator=generator)
         one_hot = F.one_hot(labels, num_classes).to(logits.dtype)
-        targets = torch.cat((self._salient_targets(one_hot, logits), one_hot))
+        return EDDAParams(
+            salient_keep=~salient_region,
+            nonsalient_keep=~nonsalient_region,
+            salient_targets=self._salient_targets(one_hot, logits),
+            nonsalient_targets=one_hot,
+            saliency=saliency,
+            flat=flat,
+            logits=logits,
+            fill=fill,
+        )
+
+    def apply(self, images: Tensor, labels: Tensor, params: EDDAParams) -> EDDABatch:
+        """Occlude and select the rows by drawn (or hand-made) parameters: no explainer, no model call.
+
+        Args:
+            images: the images the parameters were drawn for.
+            labels: integer class labels.
+            params: :class:`EDDAParams`.
+
+        Returns:
+            :class:`EDDABatch`.
+
+        Shape:
+            - images: ``(B, C, H, W)``; labels: ``(B,)``.
+        """
+        check_images(images)
+        labels = check_labels(labels, images.shape[0], "labels")
+        self._check_params(images, params)
+        images = images.detach()
+        doubled = torch.cat((images, images))
+        keep = torch.cat((params.salient_keep, params.nonsalient_keep))
+        occluded = apply_mask(doubled, keep, self.fill if params.fill is None else params.fill)
+        targets = torch.cat((params.salient_targets, params.nonsalient_targets))
         b = images.shape[0]
         is_salient = torch.arange(2 * b, device=images.device) < b
-        keep_row = ~torch.cat((flat, flat))
+        keep_row = ~torch.cat((params.flat, params.flat))
         if self.target == "exclude":
             keep_row &= ~is_salient
         rows = keep_row.nonzero().squeeze(1)  # one host sync: the number of rows fixes the output size
@@ -205,10 +335,33 @@ class EDDAAugment:
             nonsalient=~is_salient.index_select(0, rows),
             source=source,
             labels=labels.index_select(0, source),
-            saliency=saliency,
-            flat=flat,
-            logits=logits,
+            saliency=params.saliency,
+            flat=params.flat,
+            logits=params.logits,
         )
+
+    @staticmethod
+    def _check_params(images: Tensor, params: EDDAParams) -> None:
+        if not isinstance(params, EDDAParams):
+            raise TypeError(f"params must be EDDAParams (from EDDAAugment.draw), got {type(params).__name__}")
+        b, _, h, w = images.shape
+        for name in ("salient_keep", "nonsalient_keep"):
+            value = getattr(params, name)
+            if not isinstance(value, Tensor) or value.dtype != torch.bool or value.shape != (b, 1, h, w):
+                desc = f"{value.dtype} {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
+                raise ValueError(f"params.{name} must be a bool tensor of shape {(b, 1, h, w)}, got {desc}")
+        k = params.salient_targets.shape[-1] if isinstance(params.salient_targets, Tensor) else -1
+        for name in ("salient_targets", "nonsalient_targets"):
+            value = getattr(params, name)
+            if not isinstance(value, Tensor) or value.dim() != 2 or value.shape != (b, k):
+                shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+                raise ValueError(f"params.{name} must have shape (B, K) = ({b}, K) like params.salient_targets, "
+                                 f"got {shape}")
+        if not isinstance(params.flat, Tensor) or params.flat.dtype != torch.bool or params.flat.shape != (b,):
+            raise ValueError(f"params.flat must be a bool tensor of shape ({b},)")
+        doubled = (2 * b, *images.shape[1:])
+        if params.fill is not None and (not isinstance(params.fill, Tensor) or params.fill.shape != doubled):
+            raise ValueError(f"params.fill must be None or a tensor of shape {doubled}")
 
     def _salient_targets(self, one_hot: Tensor, logits: Tensor) -> Tensor:
         """``(B, K)`` targets of the salient-occluded copies (computed for ``"exclude"`` too, then dropped)."""
@@ -227,15 +380,10 @@ class EDDAAugment:
         """Normalised maps ``(B, 1, H, W)``, flat flags ``(B,)`` and eval-mode logits ``(B, K)``."""
         if self.policy == "random":
             explanation = self._random_explainer(model).explain(images, labels)
-            saliency, flat, logits = explanation.saliency, explanation.flat, explanation.logits
         else:
-            explainer = self._resolver.explainer_for(model)
-            if isinstance(explainer, Explainer):
-                explanation = explainer.explain(images, labels if self.explain == "label" else None)
-                saliency, flat, logits = explanation.saliency, explanation.flat, explanation.logits
-            else:
-                saliency, flat = self._resolver._saliency(explainer, images, labels, model)
-                logits = None
+            targets = labels if self.explain == "label" else None
+            explanation = explain_normalized(self.source.for_model(model), images, targets, model)
+        saliency, flat, logits = explanation.saliency, explanation.flat, explanation.logits
         if logits is None:  # perturbation backends and plain callables do not report logits
             with isolated(model), torch.no_grad():
                 logits = model(images)
@@ -246,10 +394,9 @@ class EDDAAugment:
             self._random_cache = (weakref.ref(model), RandomSaliency(model, grid=self.random_grid, seed=self.seed))
         return self._random_cache[1]
 
-    def __repr__(self) -> str:
-        name = self.explainer if isinstance(self.explainer, str) else type(self.explainer).__name__
+    def extra_repr(self) -> str:
         return (
-            f"EDDAAugment(explainer={name!r}, salient_fraction={self.salient_fraction}, target={self.target!r}, "
+            f"explainer={self.source.name!r}, salient_fraction={self.salient_fraction}, target={self.target!r}, "
             f"policy={self.policy!r}, fill={self.fill!r}, confidence={self.confidence}, "
-            f"confidence_scale={self.confidence_scale}, explain={self.explain!r})"
+            f"confidence_scale={self.confidence_scale}, explain={self.explain!r}"
         )

@@ -9,6 +9,10 @@ Per batch (NOTES §2, the ExCon paper's Algorithm 1):
    the first (backup) random view; a wrong one is discarded (ExCon) or, in ExConB, additionally appended as a
    *background* row that only ever appears in the contrastive denominators.
 
+Like a kornia augmentation, the augment separates drawing from applying: :meth:`ExplanationMaskAugment.draw`
+runs steps 1-3 (explainer and model) and returns a :class:`MaskParams`; :meth:`ExplanationMaskAugment.apply`
+only routes, so a routing can be replayed, or tested with hand-made parameters, without an explainer.
+
 Everything is batched (``torch.where`` and ``index_select``); the only host synchronisation is the count of
 background rows in ExConB, which fixes the output size. With a :class:`~exaug.augment.SaliencyCache`, step 1
 explains only the rows whose cached map is stale and reuses the stored maps of the others, at the cost of two
@@ -19,27 +23,27 @@ explainer did not see the whole batch).
 from __future__ import annotations
 
 import dataclasses
-import weakref
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from ..explainers.base import Explainer, normalize_saliency, resolve_targets
-from ..explainers.registry import create_explainer
+from ..explainers.base import Explainer, resolve_targets
 from ..utils.checks import check_images, check_indices, check_labels
 from ..utils.isolation import isolated
-from .masking import FILLS, Fill, apply_mask, keep_mask
+from .explaining import ExplainerSource, SaliencyFn, explain_normalized
+from .masking import Fill, apply_mask, check_fill, keep_mask
 from .saliency_cache import SaliencyCache
 
-__all__ = ["AugmentedBatch", "ExplanationMaskAugment"]
-
-SaliencyFn = Callable[[Tensor, Tensor | None], Tensor]
+__all__ = ["AugmentedBatch", "MaskParams", "ExplanationMaskAugment"]
 
 
 @dataclasses.dataclass
 class AugmentedBatch:
     """Output of :class:`ExplanationMaskAugment`: a contrastive batch of ``N' = B + k`` rows in two views.
+
+    Shape:
+        See the attributes (``B`` input rows, ``k`` background rows, ``N' = B + k``).
 
     Attributes:
         images: ``(2 * N', C, H, W)``, view-major (``torch.cat([view1, view2])`` as in SupContrast); the ``k``
@@ -92,14 +96,64 @@ class AugmentedBatch:
         return out
 
 
-class ExplanationMaskAugment:
+@dataclasses.dataclass
+class MaskParams:
+    """What :meth:`ExplanationMaskAugment.draw` decided for a batch; :meth:`ExplanationMaskAugment.apply` routes.
+
+    Hand-made parameters are fine (routing needs only ``masked`` and ``correct``): that is how routing is
+    tested without an explainer.
+
+    Attributes:
+        saliency: normalised maps (stored ones for rows served by a cache).
+        flat: bool, maps that carried no information (they keep nothing).
+        keep: bool keep-masks.
+        masked: the masked originals.
+        correct: bool, whether the masked image was classified as its label.
+
+    Shape:
+        - saliency, keep: ``(B, 1, H, W)``.
+        - masked: ``(B, C, H, W)``.
+        - flat, correct: ``(B,)``.
+    """
+
+    saliency: Tensor
+    flat: Tensor
+    keep: Tensor
+    masked: Tensor
+    correct: Tensor
+
+
+class ExplanationMaskAugment(nn.Module):
     """Explanation-driven masked views for supervised contrastive learning (ExCon / ExConB).
 
+    An ``nn.Module`` for ``.to(device)`` and ``state_dict()`` (a ``cache`` is a submodule); the model is passed at
+    call time and never registered, so neither moves nor saves it.
+
+    Randomness: only ``fill="noise"`` is random; it draws from the ``generator`` given to :meth:`draw` /
+    :meth:`forward`, or from torch's global RNG. Explaining, masking and routing are otherwise deterministic
+    (up to the explainer: RISE-like backends draw their own masks).
+
     Example:
-        >>> aug = ExplanationMaskAugment("gradcam", mode="exconb", explainer_options={"target_layer": "encoder.layer2"})
-        >>> batch = aug(originals, (view1, view2), labels, classifier)   # classifier: images -> logits
-        >>> z = projector(batch.images)                                  # (2N', D), L2-normalised
+        >>> import torch
+        >>> import torch.nn.functional as F
+        >>> from torch import nn
+        >>> from exaug.losses import ExConBLoss
+        >>> _ = torch.manual_seed(0)
+        >>> classifier = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        ...                            nn.Flatten(), nn.Linear(8, 5))        # images -> logits
+        >>> projector = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 16))
+        >>> originals, view1, view2 = torch.randn(3, 4, 3, 8, 8)
+        >>> labels = torch.tensor([0, 1, 2, 3])
+        >>> aug = ExplanationMaskAugment("gradcam", mode="exconb", explainer_options={"target_layer": "1"})
+        >>> batch = aug(originals, (view1, view2), labels, classifier)
+        >>> batch.images.shape[0] == 2 * batch.num_rows == 2 * (4 + int(batch.background.sum()))
+        True
+        >>> z = F.normalize(projector(batch.images), dim=1)                  # (2N', D), L2-normalised
         >>> loss = ExConBLoss(0.1)(batch.as_views(z), batch.labels, batch.background)
+        >>> params = aug.draw(originals, labels, classifier)                  # draw once ...
+        >>> replayed = aug.apply(originals, (view1, view2), labels, params)  # ... route without the model
+        >>> torch.equal(replayed.images, aug(originals, (view1, view2), labels, classifier, params=params).images)
+        True
 
     Args:
         explainer: a registered name (created lazily for the model passed at call time), an :class:`Explainer`,
@@ -114,7 +168,8 @@ class ExplanationMaskAugment:
         cache: reuse each image's map for ``cache.refresh_every`` epochs (:class:`~exaug.augment.SaliencyCache`,
             over the dataset the ``indices`` passed at call time point into); the owner calls
             ``cache.set_epoch(epoch)`` every epoch. ``None`` (the paper): explain every batch. With
-            ``target="predicted"`` a cached map explains the class predicted when it was computed.
+            ``target="predicted"`` a cached map explains the class predicted when it was computed. The cache
+            becomes a submodule: ``aug.to(device)`` moves it, ``aug.state_dict()`` holds it under ``cache.``.
     """
 
     def __init__(
@@ -129,86 +184,170 @@ class ExplanationMaskAugment:
         enabled: bool = True,
         cache: SaliencyCache | None = None,
     ) -> None:
+        super().__init__()
         if mode not in ("excon", "exconb"):
             raise ValueError(f"mode must be 'excon' or 'exconb', got {mode!r}")
         if target not in ("label", "predicted"):
             raise ValueError(f"target must be 'label' or 'predicted', got {target!r}")
-        if not isinstance(fill, (int, float)) and fill not in FILLS:
-            raise ValueError(f"fill must be one of {FILLS} or a number, got {fill!r}")
-        if not (isinstance(explainer, (str, Explainer)) or callable(explainer)):
-            raise TypeError("explainer must be a registered name, an Explainer, or a callable f(images, targets)")
-        if explainer_options and not isinstance(explainer, str):
-            raise ValueError("explainer_options only apply when explainer is given by name")
+        check_fill(fill)
+        # A plain object, so that neither an explainer object nor the model it wraps becomes a submodule.
+        self.source = ExplainerSource(explainer, explainer_options)
         if cache is not None and not isinstance(cache, SaliencyCache):
             raise TypeError(f"cache must be a SaliencyCache or None, got {type(cache).__name__}")
         # Validate the masking rule now rather than at the first batch.
         keep_mask(torch.zeros(1, 1, 1, 1), threshold=threshold, keep_fraction=keep_fraction)
-        self.explainer = explainer
         self.mode = mode
         self.threshold = threshold
         self.keep_fraction = keep_fraction
         self.fill = fill
         self.target = target
-        self.explainer_options = dict(explainer_options or {})
         self.enabled = enabled
         self.cache = cache
-        self._cached: tuple[weakref.ref[nn.Module], Explainer] | None = None
 
-    # -- explainer resolution ---------------------------------------------------------------------------------
+    @property
+    def explainer(self) -> str | Explainer | SaliencyFn:
+        """The explainer as given."""
+        return self.source.explainer
+
+    @property
+    def explainer_options(self) -> dict[str, Any]:
+        """The options of a named explainer."""
+        return self.source.options
+
     def explainer_for(self, model: nn.Module) -> Explainer | SaliencyFn:
         """The explainer used for ``model`` (built once per model when given by name)."""
-        if not isinstance(self.explainer, str):
-            return self.explainer
-        if self._cached is not None and self._cached[0]() is model:
-            return self._cached[1]
-        built = create_explainer(self.explainer, model, **self.explainer_options)
-        self._cached = (weakref.ref(model), built)
-        return built
+        return self.source.for_model(model)
 
     # -- the transform ----------------------------------------------------------------------------------------
-    def __call__(
+    def forward(
         self,
         originals: Tensor,
         views: Sequence[Tensor],
         labels: Tensor,
-        model: nn.Module,
+        model: nn.Module | None = None,
         indices: Tensor | None = None,
+        *,
+        params: MaskParams | None = None,
+        generator: torch.Generator | None = None,
     ) -> AugmentedBatch:
-        """Build the contrastive batch.
+        """Build the contrastive batch: :meth:`draw` (unless ``params`` are given), then :meth:`apply`.
 
         Args:
-            originals: ``(B, C, H, W)`` standard (un-augmented, normalised) images.
-            views: ``(view1, view2)``, each ``(B, C, H, W)``; ``view1`` is the backup replaced by a correct mask.
-            labels: ``(B,)`` int64 class labels.
-            model: images -> logits ``(B, K)`` (encoder + classifier); used in eval mode and left untouched.
-            indices: ``(B,)`` int64 dataset indices of the originals, in ``[0, len(cache))``; required when a
-                ``cache`` is set, ignored otherwise.
+            originals: standard (un-augmented, normalised) images.
+            views: ``(view1, view2)``; ``view1`` is the backup replaced by a correct mask.
+            labels: int64 class labels.
+            model: images -> logits (encoder + classifier); used in eval mode and left untouched. Not needed
+                with ``params``.
+            indices: dataset indices of the originals, in ``[0, len(cache))``; required when a ``cache`` is set
+                and ``params`` are not given, ignored otherwise.
+            params: replay these parameters (no explainer, no model call) instead of drawing new ones.
+            generator: random source of ``fill="noise"`` (``None``: the global RNG).
+
+        Returns:
+            :class:`AugmentedBatch`. With ``enabled=False`` the two views unchanged (``params`` are ignored).
+
+        Shape:
+            - originals, view1, view2: ``(B, C, H, W)``.
+            - labels, indices: ``(B,)``.
+        """
+        view1, view2, labels = self._check_batch(originals, views, labels)
+        if params is None:
+            self._check_model(originals, model, indices)
+        if not self.enabled:
+            return AugmentedBatch(torch.cat((view1, view2)), labels, torch.zeros_like(labels, dtype=torch.bool))
+        if params is None:
+            params = self._draw(originals, labels, model, indices, generator)  # type: ignore[arg-type]
+        return self._route(originals, view1, view2, labels, params)
+
+    def draw(
+        self,
+        originals: Tensor,
+        labels: Tensor,
+        model: nn.Module,
+        indices: Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> MaskParams:
+        """Explain, mask and check the originals: everything that needs the explainer and the model.
+
+        Args:
+            originals: standard (un-augmented, normalised) images.
+            labels: int64 class labels.
+            model: images -> logits; used in eval mode and left untouched.
+            indices: dataset indices of the originals; required when a ``cache`` is set.
+            generator: random source of ``fill="noise"`` (``None``: the global RNG).
+
+        Returns:
+            :class:`MaskParams` (drawn even when ``enabled`` is False).
+
+        Shape:
+            - originals: ``(B, C, H, W)``; labels, indices: ``(B,)``.
+        """
+        check_images(originals, "originals")
+        labels = check_labels(labels, originals.shape[0], "labels")
+        self._check_model(originals, model, indices)
+        return self._draw(originals, labels, model, indices, generator)
+
+    def apply(self, originals: Tensor, views: Sequence[Tensor], labels: Tensor, params: MaskParams) -> AugmentedBatch:
+        """Route by drawn (or hand-made) parameters: no explainer, no model call; ignores ``enabled``.
+
+        Args:
+            originals: the images the parameters were drawn for (their shape is checked).
+            views: ``(view1, view2)``.
+            labels: int64 class labels.
+            params: :class:`MaskParams` (only ``masked`` and ``correct`` are used).
 
         Returns:
             :class:`AugmentedBatch`.
-        """
-        view1, view2 = self._check_inputs(originals, views, labels, model, indices, self.cache)
-        labels = labels.long()
-        if not self.enabled:
-            images = torch.cat((view1, view2))
-            return AugmentedBatch(images, labels, torch.zeros_like(labels, dtype=torch.bool))
 
-        explainer = self.explainer_for(model)
+        Shape:
+            - originals, view1, view2, params.masked: ``(B, C, H, W)``.
+            - labels, params.correct: ``(B,)``.
+        """
+        view1, view2, labels = self._check_batch(originals, views, labels)
+        return self._route(originals, view1, view2, labels, params)
+
+    def _draw(
+        self,
+        originals: Tensor,
+        labels: Tensor,
+        model: nn.Module,
+        indices: Tensor | None,
+        generator: torch.Generator | None,
+    ) -> MaskParams:
+        explainer = self.source.for_model(model)
+        targets = labels if self.target == "label" else None
         if self.cache is None:
-            saliency, flat = self._saliency(explainer, originals, labels, model)
-            explained_all = True
+            explanation = explain_normalized(explainer, originals, targets, model)
+            saliency, flat, explained_all = explanation.saliency, explanation.flat, True
         else:
-            saliency, flat, explained_all = self._cached_saliency(explainer, originals, labels, model, indices)
+            assert indices is not None  # checked by _check_model
+
+            def compute(rows: Tensor | None) -> tuple[Tensor, Tensor]:
+                images, rows_targets = originals, targets
+                if rows is not None:
+                    images = originals.index_select(0, rows)
+                    rows_targets = None if targets is None else targets.index_select(0, rows)
+                explained = explain_normalized(explainer, images, rows_targets, model)
+                return explained.saliency, explained.flat
+
+            saliency, flat, explained_all = self.cache.serve(indices, compute, originals.device)
         keep = keep_mask(saliency, threshold=self.threshold, keep_fraction=self.keep_fraction, flat=flat)
-        masked = apply_mask(originals, keep, self.fill)
+        masked = apply_mask(originals, keep, self.fill, generator=generator)
         with isolated(model), torch.no_grad():
             logits = model(masked)
         # A registry explainer asked for the labels of the whole batch has range-checked them already (one host
         # sync is enough).
         labels_checked = explained_all and isinstance(explainer, Explainer) and self.target == "label"
-        self._check_labels(logits, labels, check_range=not labels_checked)
+        self._check_logits(logits, labels, check_range=not labels_checked)
         correct = logits.argmax(dim=1) == labels
+        return MaskParams(saliency=saliency, flat=flat, keep=keep, masked=masked, correct=correct)
 
+    def _route(
+        self, originals: Tensor, view1: Tensor, view2: Tensor, labels: Tensor, params: MaskParams
+    ) -> AugmentedBatch:
+        self._check_params(originals, params)
+        masked, correct = params.masked, params.correct
         correct_rows = correct.view(-1, 1, 1, 1)
         background = torch.zeros_like(labels, dtype=torch.bool)
         if self.mode == "exconb":
@@ -232,80 +371,15 @@ class ExplanationMaskAugment:
             labels=labels_out,
             background=background,
             masked=masked,
-            saliency=saliency,
-            keep=keep,
+            saliency=params.saliency,
+            keep=params.keep,
             correct=correct,
-            flat=flat,
+            flat=params.flat,
         )
-
-    def _cached_saliency(
-        self, explainer: Explainer | SaliencyFn, originals: Tensor, labels: Tensor, model: nn.Module, indices: Tensor
-    ) -> tuple[Tensor, Tensor, bool]:
-        """Maps and flat flags as :meth:`_saliency`, explaining only the rows whose cached map is stale.
-
-        Returns:
-            ``(saliency, flat, explained_all)``: the rows just explained carry their fresh float32 maps (so a batch
-            of stale rows gives exactly the uncached result), the others the cached ones.
-        """
-        cache = self.cache
-        assert cache is not None
-        device = originals.device
-        stale = cache.stale(indices).to(device)  # range-checks the indices: one host sync
-        # One host sync: the number of stale rows fixes the size of the explained batch.
-        stale_rows = stale.nonzero().squeeze(1)
-        b, k = originals.shape[0], stale_rows.shape[0]
-        if k == b:
-            saliency, flat = self._saliency(explainer, originals, labels, model)
-            cache.put(indices, saliency, flat, check_range=False)
-            return saliency, flat, True
-        # The other rows in increasing order without another sync: a stable sort puts the b - k fresh rows first.
-        fresh_rows = torch.argsort(stale.to(torch.uint8), stable=True)[: b - k]
-        indices = indices.to(device)
-        cached, cached_flat = cache.get(indices.index_select(0, fresh_rows), check_range=False)
-        cached, cached_flat = cached.to(device), cached_flat.to(device)
-        if k == 0:
-            return cached, cached_flat, False
-        stale_indices = indices.index_select(0, stale_rows)
-        fresh, fresh_flat = self._saliency(
-            explainer, originals.index_select(0, stale_rows), labels.index_select(0, stale_rows), model
-        )
-        cache.put(stale_indices, fresh, fresh_flat, check_range=False)
-        saliency = fresh.new_empty((b, *fresh.shape[1:]))
-        saliency.index_copy_(0, stale_rows, fresh).index_copy_(0, fresh_rows, cached)
-        flat = fresh_flat.new_empty(b)
-        flat.index_copy_(0, stale_rows, fresh_flat).index_copy_(0, fresh_rows, cached_flat)
-        return saliency, flat, False
-
-    def _saliency(
-        self, explainer: Explainer | SaliencyFn, originals: Tensor, labels: Tensor, model: nn.Module
-    ) -> tuple[Tensor, Tensor]:
-        """Normalised maps ``(B, 1, H, W)`` and flat flags ``(B,)`` for the originals."""
-        targets = labels if self.target == "label" else None
-        if isinstance(explainer, Explainer):
-            explanation = explainer.explain(originals, targets)
-            return explanation.saliency, explanation.flat
-        with isolated(model):
-            if targets is None:
-                with torch.no_grad():
-                    targets = model(originals).argmax(dim=1)
-            raw = explainer(originals.detach(), targets)
-        if not isinstance(raw, Tensor) or raw.shape != (originals.shape[0], 1, *originals.shape[-2:]):
-            shape = tuple(raw.shape) if isinstance(raw, Tensor) else type(raw).__name__
-            raise ValueError(f"the explainer callable must return (B, 1, H, W) = "
-                             f"{(originals.shape[0], 1, *originals.shape[-2:])}, got {shape}")
-        # Idempotent for registry explainers; makes arbitrary callables safe (a constant map keeps nothing).
-        return normalize_saliency(raw.detach().float())
 
     # -- validation -------------------------------------------------------------------------------------------
     @staticmethod
-    def _check_inputs(
-        originals: Tensor,
-        views: Sequence[Tensor],
-        labels: Tensor,
-        model: nn.Module,
-        indices: Tensor | None,
-        cache: SaliencyCache | None,
-    ) -> tuple[Tensor, Tensor]:
+    def _check_batch(originals: Tensor, views: Sequence[Tensor], labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         check_images(originals, "originals")
         if not isinstance(views, (tuple, list)) or len(views) != 2:
             raise ValueError("views must be a pair (view1, view2) of (B, C, H, W) tensors")
@@ -313,9 +387,14 @@ class ExplanationMaskAugment:
             if not isinstance(view, Tensor) or view.shape != originals.shape:
                 shape = tuple(view.shape) if isinstance(view, Tensor) else type(view).__name__
                 raise ValueError(f"view{i} must have the shape of originals {tuple(originals.shape)}, got {shape}")
-        check_labels(labels, originals.shape[0], "labels")
+        labels = check_labels(labels, originals.shape[0], "labels")
+        return views[0], views[1], labels
+
+    def _check_model(self, originals: Tensor, model: Any, indices: Tensor | None) -> None:
         if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be an nn.Module mapping images to logits, got {type(model).__name__}")
+            raise TypeError(f"model must be an nn.Module mapping images to logits, got {type(model).__name__} "
+                            "(only replaying params=... needs no model)")
+        cache = self.cache
         if cache is not None:
             if indices is None:
                 raise ValueError("indices (the (B,) dataset indices of the originals) are required when a "
@@ -325,20 +404,29 @@ class ExplanationMaskAugment:
             if tuple(originals.shape[-2:]) != cache.image_size:
                 raise ValueError(f"the cache holds {cache.image_size[0]}x{cache.image_size[1]} maps, the originals "
                                  f"are {originals.shape[-2]}x{originals.shape[-1]}")
-        return views[0], views[1]
 
     @staticmethod
-    def _check_labels(logits: Tensor, labels: Tensor, check_range: bool) -> None:
+    def _check_params(originals: Tensor, params: MaskParams) -> None:
+        if not isinstance(params, MaskParams):
+            raise TypeError(f"params must be MaskParams (from ExplanationMaskAugment.draw), got "
+                            f"{type(params).__name__}")
+        b = originals.shape[0]
+        if not isinstance(params.masked, Tensor) or params.masked.shape != originals.shape:
+            shape = tuple(params.masked.shape) if isinstance(params.masked, Tensor) else type(params.masked).__name__
+            raise ValueError(f"params.masked must have the shape of originals {tuple(originals.shape)}, got {shape}")
+        correct = params.correct
+        if not isinstance(correct, Tensor) or correct.dtype != torch.bool or correct.shape != (b,):
+            desc = f"{correct.dtype} {tuple(correct.shape)}" if isinstance(correct, Tensor) else type(correct).__name__
+            raise ValueError(f"params.correct must be a bool tensor of shape ({b},), got {desc}")
+
+    @staticmethod
+    def _check_logits(logits: Tensor, labels: Tensor, check_range: bool) -> None:
         if logits.dim() != 2 or logits.shape[0] != labels.shape[0]:
             raise ValueError(f"model must return logits (B, K) = ({labels.shape[0]}, K), got {tuple(logits.shape)}")
         if check_range:
             resolve_targets(labels, labels.shape[0], logits.shape[1], labels.device)
 
-    def __repr__(self) -> str:
-        rule = f"keep_fraction={self.keep_fraction}" if self.keep_fraction is not None else f"threshold={self.threshold}"
-        name = self.explainer if isinstance(self.explainer, str) else type(self.explainer).__name__
-        cache = f", cache={self.cache!r}" if self.cache is not None else ""
-        return (
-            f"ExplanationMaskAugment(explainer={name!r}, mode={self.mode!r}, {rule}, fill={self.fill!r}, "
-            f"target={self.target!r}, enabled={self.enabled}{cache})"
-        )
+    def extra_repr(self) -> str:
+        rule = f"threshold={self.threshold}" if self.keep_fraction is None else f"keep_fraction={self.keep_fraction}"
+        return (f"explainer={self.source.name!r}, mode={self.mode!r}, {rule}, fill={self.fill!r}, "
+                f"target={self.target!r}, enabled={self.enabled}")

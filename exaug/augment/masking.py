@@ -5,20 +5,30 @@ ExCon paper keeps ``saliency > 0.5``) or a ``keep_fraction`` (exactly ``round(q 
 the highest saliency, the drop/increase protocol). Dropped pixels take a ``fill``: ``"zero"`` (0 in normalised
 space, i.e. the dataset-mean colour, as in the paper), ``"mean"`` (the image's own channel means), ``"blur"``
 (a Gaussian blur of the image) or ``"noise"`` (standard normal noise in normalised space).
+
+``"noise"`` is the only random fill: it draws from the ``generator`` passed to :func:`fill_like` /
+:func:`apply_mask`, or from torch's global RNG when none is given.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["FILLS", "keep_mask", "fill_like", "apply_mask", "gaussian_blur"]
+__all__ = ["FILLS", "check_fill", "keep_mask", "fill_like", "apply_mask", "gaussian_blur"]
 
 Fill = Literal["zero", "mean", "blur", "noise"]
 FILLS: tuple[str, ...] = ("zero", "mean", "blur", "noise")
+
+
+def check_fill(fill: Any, name: str = "fill") -> Fill | float:
+    """Validate a fill option (one of :data:`FILLS` or a number) and return it; ``ValueError`` names ``name``."""
+    if isinstance(fill, bool) or not (isinstance(fill, (int, float)) or fill in FILLS):
+        raise ValueError(f"{name} must be one of {FILLS} or a number, got {fill!r}")
+    return fill
 
 
 def keep_mask(
@@ -31,15 +41,22 @@ def keep_mask(
     """Boolean keep-mask from normalised saliency.
 
     Args:
-        saliency: ``(B, 1, H, W)`` in ``[0, 1]`` per sample.
+        saliency: normalised maps, in ``[0, 1]`` per sample.
         threshold: keep pixels with ``saliency > threshold`` (ignored when ``keep_fraction`` is given).
         keep_fraction: keep the ``round(keep_fraction * H * W)`` most salient pixels of each image (ties are
             broken by position, so the count is exact).
-        flat: ``(B,)`` bool, samples whose map carries no information: they keep nothing (with the threshold
+        flat: bool flags of the samples whose map carries no information: they keep nothing (with the threshold
             rule this holds by construction, since :func:`normalize_saliency` sets flat maps to zero).
 
-    Returns:
-        ``(B, 1, H, W)`` bool.
+    Shape:
+        - saliency: ``(B, 1, H, W)``.
+        - flat: ``(B,)``.
+        - output: ``(B, 1, H, W)`` bool.
+
+    Example:
+        >>> import torch
+        >>> keep_mask(torch.tensor([0.2, 0.5, 0.7, 1.0]).view(1, 1, 2, 2), threshold=0.5).view(-1).tolist()
+        [False, False, True, True]
     """
     if saliency.dim() != 4 or saliency.shape[1] != 1:
         raise ValueError(f"saliency must have shape (B, 1, H, W), got {tuple(saliency.shape)}")
@@ -85,13 +102,20 @@ def gaussian_blur(images: Tensor, kernel_size: int = 21, sigma: float = 5.0) -> 
     return x
 
 
-def fill_like(images: Tensor, fill: Fill | float | Tensor = "zero") -> Tensor:
-    """What dropped pixels become, broadcastable to ``images`` ``(B, C, H, W)``.
+def fill_like(
+    images: Tensor, fill: Fill | float | Tensor = "zero", *, generator: torch.Generator | None = None
+) -> Tensor:
+    """What dropped pixels become, broadcastable to ``images``.
 
     Args:
         images: normalised batch.
         fill: ``"zero"``, ``"mean"``, ``"blur"``, ``"noise"``, a constant, or a tensor broadcastable to
             ``images`` (returned as is).
+        generator: random source of ``"noise"`` (on the images' device); ``None``: torch's global RNG.
+
+    Shape:
+        - images: ``(B, C, H, W)``.
+        - output: broadcastable to ``(B, C, H, W)`` (a scalar, ``(B, C, 1, 1)`` or ``(B, C, H, W)``).
     """
     if isinstance(fill, Tensor):  # already computed (e.g. shared by several masks of the same images)
         return fill
@@ -104,20 +128,39 @@ def fill_like(images: Tensor, fill: Fill | float | Tensor = "zero") -> Tensor:
     if fill == "blur":
         return gaussian_blur(images)
     if fill == "noise":
-        return torch.randn_like(images)
+        if generator is None:
+            return torch.randn_like(images)
+        return torch.randn(images.shape, generator=generator, dtype=images.dtype, device=images.device)
     raise ValueError(f"fill must be one of {FILLS} or a number, got {fill!r}")
 
 
-def apply_mask(images: Tensor, keep: Tensor, fill: Fill | float | Tensor = "zero") -> Tensor:
+def apply_mask(
+    images: Tensor,
+    keep: Tensor,
+    fill: Fill | float | Tensor = "zero",
+    *,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """``images`` where ``keep`` is True, the ``fill`` elsewhere.
 
     Args:
-        images: ``(B, C, H, W)``.
-        keep: ``(B, 1, H, W)`` bool.
+        images: the batch to mask.
+        keep: bool keep-mask.
         fill: see :func:`fill_like`.
+        generator: random source of ``fill="noise"`` (see :func:`fill_like`).
 
-    Returns:
-        ``(B, C, H, W)`` masked images.
+    Shape:
+        - images: ``(B, C, H, W)``.
+        - keep: ``(B, 1, H, W)``.
+        - output: ``(B, C, H, W)`` masked images.
+
+    Example:
+        >>> import torch
+        >>> images = torch.ones(2, 3, 4, 4)
+        >>> keep = keep_mask(torch.rand(2, 1, 4, 4), keep_fraction=0.25)
+        >>> masked = apply_mask(images, keep, "zero")
+        >>> masked.shape, int(masked[:, 0].sum())
+        (torch.Size([2, 3, 4, 4]), 8)
     """
     if keep.shape[0] != images.shape[0] or keep.shape[-2:] != images.shape[-2:]:
         raise ValueError(f"keep mask {tuple(keep.shape)} does not match images {tuple(images.shape)}")
@@ -126,4 +169,4 @@ def apply_mask(images: Tensor, keep: Tensor, fill: Fill | float | Tensor = "zero
     weight = keep.to(images.dtype)
     if (isinstance(fill, str) and fill == "zero") or (isinstance(fill, (int, float)) and float(fill) == 0.0):
         return images * weight
-    return torch.lerp(fill_like(images, fill).expand_as(images), images, weight)
+    return torch.lerp(fill_like(images, fill, generator=generator).expand_as(images), images, weight)

@@ -42,15 +42,23 @@ class ReplayableSpatial(nn.Module):
     """RandomResizedCrop + horizontal flip whose per-sample parameters can be replayed on other tensors.
 
     Example:
+        >>> import torch
+        >>> images, heatmaps = torch.rand(2, 3, 16, 16), torch.rand(2, 1, 16, 16)
         >>> spatial = ReplayableSpatial(scale=(0.08, 1.0))
-        >>> augmented, params = spatial(images)        # (B, C, H, W), new parameters per sample
-        >>> moved = spatial.apply(heatmaps, params)    # (B, 1, H, W) through the same crops and flips
+        >>> augmented, params = spatial(images)        # new parameters per sample
+        >>> moved = spatial.apply(heatmaps, params)    # through the same crops and flips
+        >>> augmented.shape, moved.shape
+        (torch.Size([2, 3, 16, 16]), torch.Size([2, 1, 16, 16]))
 
     Args:
         size: output ``(H', W')`` (an int for squares); ``None``: the input's own size (CGC resizes the crop back).
         scale: range of the crop area as a fraction of the image (CGC: ``(0.08, 1)``).
         ratio: range of the crop aspect ratio.
         flip_p: probability of a horizontal flip.
+
+    Shape:
+        - input: ``(B, C, H, W)``; :meth:`apply` takes any channel count ``(B, C', H, W)``.
+        - output: ``(B, C, H', W')`` (``(H, W)`` when ``size`` is ``None``).
     """
 
     def __init__(

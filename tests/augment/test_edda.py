@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from exaug.augment import EDDAAugment
+from exaug.augment import EDDAAugment, EDDAParams
 from exaug.utils.isolation import assert_same_state, snapshot_state
 
 
@@ -163,3 +163,98 @@ def test_argument_errors(cnn, batch):
         EDDAAugment("gradcam")(x, y.float(), cnn)
     with pytest.raises(ValueError, match="images"):
         EDDAAugment("gradcam")(x[0], y, cnn)
+
+
+# -- draw / apply ---------------------------------------------------------------------------------------------
+def test_draw_then_apply_equals_forward_and_replays(cnn, batch):
+    x, _, _, y = batch
+    for policy in ("explanation", "random"):
+        for fill in ("zero", "noise"):
+            # A new augment per call: the seeded random maps continue their private stream across calls.
+            torch.manual_seed(11)
+            direct = EDDAAugment("gradcam", policy=policy, fill=fill, seed=0)(x, y, cnn)
+            aug = EDDAAugment("gradcam", policy=policy, fill=fill, seed=0)
+            torch.manual_seed(11)
+            params = aug.draw(x, y, cnn)
+            replayed = aug.apply(x, y, params)
+            for field in ("images", "targets", "salient", "source", "labels", "saliency", "flat", "logits"):
+                assert torch.equal(getattr(replayed, field), getattr(direct, field)), (policy, fill, field)
+            # apply is deterministic: a second replay (no model, no explainer) gives the same rows.
+            assert torch.equal(aug(x, y, params=params).images, replayed.images)
+            assert (params.fill is not None) == (fill == "noise")
+
+
+def test_apply_occludes_hand_made_params_like_a_naive_loop(batch):
+    """Regions, targets and flat rows chosen by hand; a per-image loop builds the expected rows."""
+    x, _, _, y = batch
+    b, _, h, w = x.shape
+    g = torch.Generator().manual_seed(8)
+    salient_keep = torch.rand(b, 1, h, w, generator=g) > 0.3
+    nonsalient_keep = torch.rand(b, 1, h, w, generator=g) > 0.3
+    salient_targets = torch.rand(b, 5, generator=g).softmax(1)
+    flat = torch.tensor([i in (2, 7) for i in range(b)])
+    params = EDDAParams(salient_keep, nonsalient_keep, salient_targets, F.one_hot(y, 5).float(),
+                        saliency=torch.rand(b, 1, h, w, generator=g), flat=flat, logits=torch.randn(b, 5, generator=g))
+    for target in ("soft", "exclude"):
+        aug = EDDAAugment(lambda im, t: pytest.fail("apply must not explain"), target=target, fill=-2.0)
+        out = aug.apply(x, y, params)
+        images, targets, sources = [], [], []
+        for part, keep, tgt in (("salient", salient_keep, salient_targets),
+                                ("nonsalient", nonsalient_keep, F.one_hot(y, 5).float())):
+            if part == "salient" and target == "exclude":
+                continue
+            for i in range(b):
+                if flat[i]:
+                    continue
+                images.append(torch.where(keep[i], x[i], torch.full_like(x[i], -2.0)))
+                targets.append(tgt[i])
+                sources.append(i)
+        assert torch.equal(out.images, torch.stack(images))
+        assert torch.equal(out.targets, torch.stack(targets))
+        assert out.source.tolist() == sources and torch.equal(out.labels, y[out.source])
+        assert out.saliency is params.saliency and out.logits is params.logits
+
+
+def test_generator_drives_tie_break_and_noise(cnn, batch):
+    x, _, _, y = batch
+
+    def zeros_and_ones(images, targets):  # large ties: the tie-break decides the occlusion
+        maps = torch.zeros(images.shape[0], 1, *images.shape[-2:])
+        maps[..., :4, :] = 1.0
+        return maps
+
+    aug = EDDAAugment(zeros_and_ones, salient_fraction=0.3, fill="noise")
+    a = aug(x, y, cnn, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(99)  # the global RNG must not matter
+    b = aug(x, y, cnn, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a.images, b.images)
+    c = aug.draw(x, y, cnn, generator=torch.Generator().manual_seed(2))
+    d = aug.draw(x, y, cnn, generator=torch.Generator().manual_seed(1))
+    assert not torch.equal(c.salient_keep, d.salient_keep) and not torch.equal(c.fill, d.fill)
+
+
+def test_is_a_module_without_the_model(cnn, batch):
+    x, _, _, y = batch
+    aug = EDDAAugment("gradcam")
+    aug(x, y, cnn)
+    assert list(aug.children()) == [] and aug.state_dict() == {}
+    assert "salient_fraction=0.2" in repr(aug)
+
+
+def test_bad_params(batch):
+    x, _, _, y = batch
+    aug = EDDAAugment("gradcam")
+    with pytest.raises(TypeError, match="params must be EDDAParams"):
+        aug.apply(x, y, {})
+    keep = torch.ones(12, 1, 16, 16, dtype=torch.bool)
+    targets = F.one_hot(y, 5).float()
+    good = dict(salient_keep=keep, nonsalient_keep=keep, salient_targets=targets, nonsalient_targets=targets,
+                saliency=keep.float(), flat=torch.zeros(12, dtype=torch.bool), logits=targets)
+    with pytest.raises(ValueError, match="params.salient_keep must be a bool tensor"):
+        aug.apply(x, y, EDDAParams(**{**good, "salient_keep": keep.float()}))
+    with pytest.raises(ValueError, match="params.nonsalient_targets must have shape"):
+        aug.apply(x, y, EDDAParams(**{**good, "nonsalient_targets": targets[:, :3]}))
+    with pytest.raises(ValueError, match="params.fill"):
+        aug.apply(x, y, EDDAParams(**good, fill=torch.zeros(12, 3, 16, 16)))
+    with pytest.raises(TypeError, match="model must be an nn.Module"):
+        aug(x, y)

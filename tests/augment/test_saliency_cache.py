@@ -229,3 +229,117 @@ def test_labels_are_still_range_checked_when_no_row_is_explained(cnn, batch):
     cache.set_epoch(1)
     with pytest.raises(ValueError, match=r"\[0, 4\]"):
         aug(x, (v1, v2), y + 10, cnn, torch.arange(12))
+
+
+# -- checkpoints: state_dict / load_state_dict --------------------------------------------------------------------
+def roundtrip(state: dict) -> dict:
+    """Through torch.save / torch.load, as a checkpoint file would be."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def test_state_dict_restores_maps_staleness_and_counters():
+    cache = SaliencyCache(N, (8, 6), refresh_every=3)
+    g = torch.Generator().manual_seed(3)
+    for epoch, idx in enumerate((torch.arange(0, 40), torch.arange(30, 70), torch.arange(60, 80))):
+        cache.set_epoch(epoch)
+        cache.put(idx, torch.rand(len(idx), 1, 8, 6, generator=g), torch.rand(len(idx), generator=g) < 0.2)
+    cache.get(torch.arange(10))
+    state = roundtrip(cache.state_dict())
+    assert set(state) == {"maps", "flat", "epoch_computed", "_extra_state"}
+    assert state["_extra_state"] == {"epoch": 2, "hits": 10, "misses": 100}
+
+    loaded = SaliencyCache(N, (8, 6), refresh_every=3)
+    loaded.load_state_dict(state)
+    assert (loaded.epoch, loaded.hits, loaded.misses) == (2, 10, 100)
+    everything = torch.arange(N)
+    # The stored stamps make a mixed pattern (a fresh cache would say "all stale"): the test is not trivial.
+    assert 0 < int(loaded.stale(everything).sum()) < N
+    for epoch in range(2, 7):
+        cache.set_epoch(epoch)
+        loaded.set_epoch(epoch)
+        assert torch.equal(loaded.stale(everything), cache.stale(everything)), epoch
+    maps, flat = loaded.get(everything)
+    ref_maps, ref_flat = cache.get(everything)
+    assert torch.equal(maps, ref_maps) and torch.equal(flat, ref_flat)  # bit-identical (float16 as stored)
+    assert torch.equal(loaded.epoch_computed, cache.epoch_computed)
+
+
+def test_state_dict_of_another_size_is_refused():
+    state = SaliencyCache(N, 8).state_dict()
+    with pytest.raises(RuntimeError, match="size mismatch for maps"):
+        SaliencyCache(N, 16).load_state_dict(state)
+    with pytest.raises(RuntimeError, match="size mismatch for flat"):
+        SaliencyCache(N + 1, 8).load_state_dict(state)
+    with pytest.raises(ValueError, match="extra state"):
+        SaliencyCache(N, 8).load_state_dict({**state, "_extra_state": {"epoch": 1}})
+
+
+class DriftingModel:
+    """The model of each epoch: fixed weights plus a drift proportional to the epoch, as training would move it."""
+
+    def __init__(self, make_cnn):
+        torch.manual_seed(0)
+        self.base = make_cnn()
+        g = torch.Generator().manual_seed(9)
+        self.drift = [torch.randn(p.shape, generator=g) * 0.3 for p in self.base.parameters()]
+
+    def at(self, epoch: int):
+        model = type(self.base)()
+        model.load_state_dict(self.base.state_dict())
+        with torch.no_grad():
+            for p, d in zip(model.parameters(), self.drift):
+                p.add_(d * epoch)
+        return model
+
+
+def run_epochs(cache, drifting, epochs, images, labels):
+    """Each epoch explains a shuffled subset of 18 of the 24 images in two batches; returns the keep-masks."""
+    aug = ExplanationMaskAugment("gradcam", mode="exconb", cache=cache)
+    keeps = {}
+    for epoch in epochs:
+        cache.set_epoch(epoch)
+        model = drifting.at(epoch)
+        order = torch.randperm(24, generator=torch.Generator().manual_seed(100 + epoch))[:18]
+        for half in (order[:9], order[9:]):
+            out = aug(images[half], (images[half], images[half]), labels[half], model, half)
+            for i, index in enumerate(half.tolist()):
+                keeps[(epoch, index)] = out.keep[i]
+    return keeps
+
+
+def test_resumed_epochs_give_the_same_keep_masks_as_an_uninterrupted_run(make_cnn):
+    g = torch.Generator().manual_seed(4)
+    images, labels = torch.randn(24, 3, 16, 16, generator=g), torch.randint(0, 5, (24,), generator=g)
+    drifting = DriftingModel(make_cnn)
+
+    uninterrupted = run_epochs(SaliencyCache(24, 16, refresh_every=3), drifting, range(5), images, labels)
+
+    first = SaliencyCache(24, 16, refresh_every=3)
+    before = run_epochs(first, drifting, range(2), images, labels)
+    checkpoint = roundtrip(first.state_dict())
+    resumed_cache = SaliencyCache(24, 16, refresh_every=3)
+    resumed_cache.load_state_dict(checkpoint)
+    after = run_epochs(resumed_cache, drifting, range(2, 5), images, labels)
+    resumed = {**before, **after}
+    assert resumed.keys() == uninterrupted.keys()
+    for key, keep in uninterrupted.items():
+        assert torch.equal(resumed[key], keep), key
+
+    # Control: resuming without the cache state recomputes the maps with the drifted model and differs.
+    cold = run_epochs(SaliencyCache(24, 16, refresh_every=3), drifting, range(2, 5), images, labels)
+    assert any(not torch.equal(cold[key], uninterrupted[key]) for key in cold)
+
+
+def test_augment_state_dict_holds_the_cache(cnn, batch):
+    x, v1, v2, y = batch
+    aug = ExplanationMaskAugment("gradcam", cache=SaliencyCache(N, 16))
+    aug(x, (v1, v2), y, cnn, indices_of(12))
+    other = ExplanationMaskAugment("gradcam", cache=SaliencyCache(N, 16))
+    other.load_state_dict(roundtrip(aug.state_dict()))
+    assert torch.equal(other.cache.maps, aug.cache.maps) and other.cache.misses == 12
+    assert not other.cache.stale(indices_of(12)).any()
