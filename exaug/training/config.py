@@ -204,7 +204,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         if field.name == "explainer_options":
             continue
         flag = "--" + field.name.replace("_", "-")
-        default = field.default_factory() if field.default is dataclasses.MISSING else field.default  # type: ignore[misc]
+        # Mapping fields have a default_factory instead of a default.
+        default = field.default_factory() if field.default is dataclasses.MISSING else field.default  # type: ignore
         help_text = f"{field.metadata['help']} (default: {default})"
         kwargs: dict[str, Any] = {"dest": field.name, "default": argparse.SUPPRESS, "help": help_text}
         if isinstance(default, bool):

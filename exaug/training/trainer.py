@@ -109,7 +109,8 @@ class Trainer:
         self._build_explanation_settings()
         self.method.setup()
         self._build_forward_modules()
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.amp == "fp16" and self.device.type == "cuda")
+        fp16_cuda = config.amp == "fp16" and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=fp16_cuda)
         self.progress = ProgressBars(enabled=not config.quiet and self.ctx.is_main, batch_size=config.batch_size)
         self.start_epoch = 0
         self._current_epoch = 0
@@ -131,7 +132,8 @@ class Trainer:
         c = self.config
         self.encoder_optimizer = torch.optim.SGD(self.method.encoder_parameters(), lr=c.lr, momentum=c.momentum,
                                                  weight_decay=c.weight_decay)
-        self.classifier_optimizer = torch.optim.SGD(self.classifier.parameters(), lr=c.classifier_lr, momentum=c.momentum)
+        self.classifier_optimizer = torch.optim.SGD(self.classifier.parameters(), lr=c.classifier_lr,
+                                                    momentum=c.momentum)
         clf_epochs = self.method.classifier_schedule_epochs()
         self.encoder_scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.encoder_optimizer, lambda e: cosine_factor(e, c.epochs, c.warmup_epochs, c.lr_min_factor)

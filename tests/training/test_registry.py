@@ -95,7 +95,8 @@ def test_plugin_trains_and_reads_its_option(plugin, tiny_config):
 def test_method_options_are_validated(plugin):
     with pytest.raises(ValueError, match=r"has no option 'smoothin'\. Did you mean 'smoothing'\?"):
         TrainConfig(method="test_smooth_ce", method_options={"smoothin": 0.2})
-    with pytest.raises(ValueError, match=r"method_options\['smoothing'\] of method 'test_smooth_ce' must be in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"method_options\['smoothing'\] of method 'test_smooth_ce' "
+                                         r"must be in \[0, 1\)"):
         TrainConfig(method="test_smooth_ce", method_options={"smoothing": 1.5})
     with pytest.raises(ValueError, match="method 'ce' has no option 'smoothing'.*none"):
         TrainConfig(method="ce", method_options={"smoothing": 0.2})

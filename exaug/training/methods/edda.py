@@ -20,7 +20,8 @@ from .registry import register_method
 __all__ = ["EDDA"]
 
 
-@register_method("edda", "cross-entropy with EDDA occlusions (salient -> lower-confidence target, non-salient -> label)")
+@register_method("edda",
+                 "cross-entropy with EDDA occlusions (salient -> lower-confidence target, non-salient -> label)")
 class EDDA(JointMethod):
     """``ce`` plus EDDA copies of part of each batch; options ``edda_*`` (and the shared ``explainer``,
     ``explainer_layer``, ``explainer_options``, ``mask_fill``, ``mask_target``).
