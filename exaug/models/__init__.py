@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .factory import TORCHVISION_PREFIX, create_encoder, create_model, default_explainer_layer, list_models
 from .heads import Classifier, LinearClassifier, SupConModel, projection_head
+from .networks import build_networks
 from .resnet import BasicBlock, Bottleneck, CifarResNet, resnet18, resnet34, resnet50
 from .torchvision_backbone import TorchvisionEncoder, list_torchvision_models
 
@@ -19,6 +20,7 @@ __all__ = [
     "LinearClassifier",
     "SupConModel",
     "TorchvisionEncoder",
+    "build_networks",
     "create_encoder",
     "create_model",
     "default_explainer_layer",

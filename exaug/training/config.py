@@ -8,18 +8,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import difflib
 import json
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["METHODS", "TrainConfig", "add_config_arguments", "config_from_args", "load_config_file"]
+from .methods import METHODS, closest_hint, get_method, list_methods
 
-#: Training methods. ``supcon`` / ``excon`` / ``exconb`` follow the ExCon paper's Algorithm 1 (an encoder epoch,
-#: then a linear-classifier epoch on frozen features, every epoch); ``supcon_ori`` is the classic two-stage
-#: schedule; ``ce`` trains encoder and classifier jointly with cross-entropy; ``edda`` is ``ce`` with EDDA occlusions
-#: mixed in (seed 002); ``cgc`` is ``ce`` plus the contrastive Grad-CAM consistency loss (seed 003).
-METHODS: tuple[str, ...] = ("ce", "supcon", "supcon_ori", "excon", "exconb", "edda", "cgc")
+__all__ = ["METHODS", "TrainConfig", "add_config_arguments", "config_from_args", "load_config_file"]
 
 
 def _field(default: Any, help: str, **kwargs: Any) -> Any:
@@ -33,7 +28,10 @@ class TrainConfig:
     """Options of one training run (defaults: the ExCon paper's CIFAR-100 recipe, NOTES §2)."""
 
     # what to train
-    method: str = _field("exconb", f"training method: {', '.join(METHODS)}")
+    method: str = _field("exconb", f"training method: {', '.join(METHODS)} (the registered ones, see "
+                                   "exaug.training.methods)")
+    method_options: dict = _field({}, "options of a plugin method as a JSON object, e.g. '{\"smoothing\": 0.2}' "
+                                      "(its TrainingMethod.options; the built-in methods take none)")
     dataset: str = _field("synthetic", "dataset name (synthetic, cifar10, cifar100, tinyimagenet, imagefolder, "
                                        "imagefolder-zip)")
     data_root: str | None = _field(None, "dataset folder (or zip file for imagefolder-zip)")
@@ -114,10 +112,7 @@ class TrainConfig:
     tensorboard: bool = _field(False, "also log to TensorBoard (if installed)")
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            close = difflib.get_close_matches(self.method, METHODS, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"unknown method {self.method!r}.{hint} Valid methods: {', '.join(METHODS)}")
+        method = get_method(self.method)  # unknown names list the valid ones and the closest match
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "feat_dim": self.feat_dim,
                     "lr": self.lr, "temperature": self.temperature, "width": self.width}
         for name, value in positive.items():
@@ -129,28 +124,18 @@ class TrainConfig:
             raise ValueError(f"mask_threshold must be in [0, 1], got {self.mask_threshold}")
         if self.keep_fraction is not None and not 0.0 < self.keep_fraction <= 1.0:
             raise ValueError(f"keep_fraction must be in (0, 1], got {self.keep_fraction}")
-        refresh = self.saliency_refresh_epochs
-        if isinstance(refresh, bool) or not isinstance(refresh, int) or refresh < 1:
-            raise ValueError(f"saliency_refresh_epochs must be an int >= 1, got {refresh!r}")
-        if self.exp_start_epoch < 0:
-            raise ValueError(f"exp_start_epoch must be >= 0, got {self.exp_start_epoch}")
-        if self.edda_start_epoch < 0:
-            raise ValueError(f"edda_start_epoch must be >= 0, got {self.edda_start_epoch}")
-        if not 0.0 <= self.edda_ratio <= 1.0:
-            raise ValueError(f"edda_ratio must be in [0, 1], got {self.edda_ratio}")
-        if not 0.0 < self.edda_fraction <= 0.5:
-            raise ValueError(f"edda_fraction must be in (0, 0.5], got {self.edda_fraction}")
-        for name in ("edda_confidence", "edda_confidence_scale"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if not self.cgc_lambda >= 0:
-            raise ValueError(f"cgc_lambda must be >= 0, got {self.cgc_lambda}")
-        if not self.cgc_temperature > 0:
-            raise ValueError(f"cgc_temperature must be positive, got {self.cgc_temperature}")
+        if not isinstance(self.method_options, dict):
+            raise ValueError(f"method_options must be a mapping of option: value, got {self.method_options!r}")
+        # Each method family checks the options it reads; all of them run, so a bad value fails whatever the
+        # method (a config stays valid if its method is switched later).
+        for name in list_methods():
+            get_method(name).validate_config(self)
+        method.check_method_options(self)
 
     @property
     def uses_explanations(self) -> bool:
-        return self.method in ("excon", "exconb")
+        """The method masks training images with explanations (``excon``, ``exconb``)."""
+        return get_method(self.method).uses_explanations
 
     @property
     def is_contrastive(self) -> bool:
@@ -159,7 +144,7 @@ class TrainConfig:
     @property
     def is_joint(self) -> bool:
         """Encoder and classifier trained together by cross-entropy (``ce`` and its extensions)."""
-        return self.method in ("ce", "edda", "cgc")
+        return get_method(self.method).joint
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -171,9 +156,7 @@ class TrainConfig:
         normalised = {str(k).replace("-", "_"): v for k, v in values.items()}
         for key in normalised:
             if key not in names:
-                close = difflib.get_close_matches(key, names, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"unknown config option {key!r}.{hint}")
+                raise ValueError(f"unknown config option {key!r}.{closest_hint(key, names)}")
         return cls(**normalised)
 
 
@@ -196,6 +179,16 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _parse_json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err})") from err
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"name\": 1}}', got {text!r}")
+    return value
+
+
 def _parse_optional(kind: type) -> Any:
     def parse(text: str) -> Any:
         return None if text.lower() in ("none", "null", "") else kind(text)
@@ -211,11 +204,15 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         if field.name == "explainer_options":
             continue
         flag = "--" + field.name.replace("_", "-")
-        default = field.default
+        # Mapping fields have a default_factory instead of a default.
+        default = field.default_factory() if field.default is dataclasses.MISSING else field.default  # type: ignore
         help_text = f"{field.metadata['help']} (default: {default})"
         kwargs: dict[str, Any] = {"dest": field.name, "default": argparse.SUPPRESS, "help": help_text}
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+            continue
+        if isinstance(default, dict):
+            parser.add_argument(flag, type=_parse_json_object, **kwargs)
             continue
         kind = {int: int, float: float, str: str}[type(default)] if default is not None else None
         if kind is None:  # optional fields: the annotation names the type

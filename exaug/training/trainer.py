@@ -1,18 +1,10 @@
-"""The reference trainer of the ExCon paper (Algorithm 1) and its baselines.
+"""The training loop: data, networks, optimisers, checkpoints and resume, logging; the method is a plugin.
 
-Methods (``TrainConfig.method``):
-
-* ``supcon``, ``excon``, ``exconb``: every epoch, one encoder epoch with the contrastive loss (the linear
-  classifier is not updated, it only serves the explanations), then one linear-classifier epoch on frozen
-  encoder features, then validation. ``excon``/``exconb`` add :class:`~exaug.ExplanationMaskAugment` from
-  ``exp_start_epoch`` on; with ``saliency_refresh_epochs`` > 1 it reuses each image's map from a
-  :class:`~exaug.augment.SaliencyCache` between refreshes.
-* ``supcon_ori``: the classic two-stage schedule, all encoder epochs, then all classifier epochs.
-* ``ce``: encoder and classifier trained jointly with cross-entropy.
-* ``edda``: ``ce`` with :class:`~exaug.augment.EDDAAugment` occlusions mixed into each batch (soft-target
-  cross-entropy) from ``edda_start_epoch`` on.
-* ``cgc``: ``ce`` plus ``cgc_lambda`` times the contrastive Grad-CAM consistency loss (:class:`~exaug.losses.CGCLoss`)
-  between the replayed-transformed Grad-CAM of each image and the Grad-CAM of its augmented view.
+:class:`Trainer` runs any registered :class:`~exaug.training.methods.TrainingMethod` (``TrainConfig.method``;
+see ``exaug.training.methods`` for the built-in ones and how to add one) and knows no method name: the method
+runs each epoch's stages with the trainer's public helpers (:meth:`Trainer.reseed`,
+:meth:`Trainer.contrastive_batches`, :meth:`Trainer.single_batches`, :meth:`Trainer.autocast`,
+:meth:`Trainer.optimizer_step`, :meth:`Trainer.all_sum`, :meth:`Trainer.all_mean`, :meth:`Trainer.validate`).
 
 Reproducibility: every stage of every epoch reseeds all generators from ``(seed, epoch, stage, rank)``, so a run
 resumed from ``last.pt`` produces the same metrics as an uninterrupted one.
@@ -22,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import random
 import sys
 import time
@@ -36,23 +27,24 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import __version__
-from ..augment import AugmentedBatch, EDDAAugment, ExplanationMaskAugment, ReplayableSpatial, SaliencyCache
-from ..explainers import explainer_uses_layer, resolve_layer
-from ..explainers.base import find_default_cam_layer
-from ..losses import CGCLoss, ExConBLoss, SupConLoss, cgc_heatmaps
-from ..models import Classifier, LinearClassifier, SupConModel, create_encoder, default_explainer_layer
+from ..augment import SaliencyCache
+from ..explainers import explainer_uses_layer
+from .. import models
+from ..models import Classifier, LinearClassifier, SupConModel, default_explainer_layer
 from ..utils.checkpoint import CheckpointError, atomic_save, load_checkpoint
 from .config import TrainConfig
 from .distributed import DistContext, setup_distributed
 from .loaders import RunData, build_run_data
 from .logger import MetricsLogger
+from .methods import TrainingMethod, create_method, describe_methods
+from .progress import ProgressBars, epoch_line
+from .schedule import cosine_factor, seed_everything, stage_seed
 
-__all__ = ["Trainer", "TrainingDiverged", "build_networks", "cosine_factor", "seed_everything"]
+__all__ = ["CHECKPOINT_KEYS", "Trainer", "TrainingDiverged", "build_networks", "cosine_factor", "describe_methods",
+           "seed_everything"]
 
 Callback = Callable[["Trainer", dict[str, Any]], None]
-JointStep = Callable[[Tensor, Tensor, int], tuple[Tensor, Tensor, dict[str, Tensor]]]
-#: Steps between loss updates on the progress bar (each one is a host sync).
-PROGRESS_EVERY = 10
+#: Keys every ``last.pt`` / ``best.pt`` holds (checked on resume and by :func:`~exaug.training.load_run`).
 CHECKPOINT_KEYS = ("config", "epoch", "model", "classifier", "optimizers", "schedulers")
 
 
@@ -60,36 +52,30 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def cosine_factor(epoch: int, total: int, warmup: int = 0, min_factor: float = 1e-3) -> float:
-    """Learning-rate multiplier of ``epoch``: linear warm-up, then cosine from 1 to ``min_factor``."""
-    if epoch < warmup:
-        return (epoch + 1) / warmup
-    span = max(1, total - warmup)
-    progress = min(1.0, (epoch - warmup) / span)
-    return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
 def build_networks(config: TrainConfig, num_classes: int, image_size: int) -> tuple[SupConModel, LinearClassifier]:
-    """The encoder + projection head and the linear classifier that ``config`` describes (on the CPU)."""
-    encoder = create_encoder(config.model, width=config.width, image_size=image_size)
-    model = SupConModel(encoder, head=config.head, feat_dim=config.feat_dim)
-    return model, LinearClassifier(encoder.num_features, num_classes)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    """The networks ``config`` describes (:func:`exaug.models.build_networks` with the config's model options);
+    what the trainer trains and :func:`~exaug.training.load_run` rebuilds."""
+    return models.build_networks(config.model, num_classes=num_classes, image_size=image_size, width=config.width,
+                                 head=config.head, feat_dim=config.feat_dim)
 
 
 class Trainer:
     """Train one run as described by a :class:`TrainConfig` and write it to ``config.out``.
 
     Example:
-        >>> trainer = Trainer(TrainConfig(method="exconb", dataset="synthetic", model="resnet18", width=0.25,
-        ...                               epochs=3, batch_size=64, out="runs/demo"))
-        >>> summary = trainer.fit()
+        >>> import contextlib, io, tempfile
+        >>> config = TrainConfig(method="exconb", dataset="synthetic", model="resnet18", width=0.0625, feat_dim=16,
+        ...                      epochs=1, batch_size=16, train_samples=32, eval_samples=16, quiet=True,
+        ...                      device="cpu", out=tempfile.mkdtemp())
+        >>> trainer = Trainer(config)
+        >>> with contextlib.redirect_stdout(io.StringIO()):
+        ...     summary = trainer.fit()
+        >>> summary["status"], sorted(trainer.history[0])[:3]
+        ('finished', ['background_per_batch', 'classifier_loss', 'classifier_lr'])
+
+    Attributes of the method (``augment``, ``edda_augment``, ``cgc_layer_name``, ``contrastive_step_loss``, ...)
+    are readable on the trainer too (``trainer.augment`` is ``trainer.method.augment``), as before methods
+    were plugins.
 
     Args:
         config: the run's options.
@@ -106,6 +92,7 @@ class Trainer:
 
         self.data: RunData = build_run_data(config, self.ctx)
         self.image_size = self.data.image_size
+        # Built right after seeding, in a fixed order: the initial weights are a function of the seed.
         self.model, self.classifier = build_networks(config, self.data.num_classes, self.image_size)
         if self.ctx.enabled and config.sync_bn:
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
@@ -116,31 +103,38 @@ class Trainer:
         # images -> logits, sharing the encoder: what explanations and validation use.
         self.classifier_model = Classifier(self.model.encoder, self.classifier)
 
-        self.total_epochs = config.epochs + (self._classifier_epochs if config.method == "supcon_ori" else 0)
+        self.method: TrainingMethod = create_method(config.method, self)
+        self.total_epochs = self.method.total_epochs(config)
         self._build_optimizers()
-        self._build_losses_and_augment()
+        self._build_explanation_settings()
+        self.method.setup()
         self._build_forward_modules()
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.amp == "fp16" and self.device.type == "cuda")
+        fp16_cuda = config.amp == "fp16" and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=fp16_cuda)
+        self.progress = ProgressBars(enabled=not config.quiet and self.ctx.is_main, batch_size=config.batch_size)
         self.start_epoch = 0
         self._current_epoch = 0
-        self._bar: Any = None
         self.best_val = -1.0
         self.history: list[dict[str, Any]] = []
 
-    # -- construction ---------------------------------------------------------------------------------------
-    @property
-    def _classifier_epochs(self) -> int:
-        return self.config.classifier_epochs or self.config.epochs
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when normal lookup fails: read-only access to the method's attributes.
+        method = self.__dict__.get("method")
+        if method is not None and not name.startswith("__"):
+            try:
+                return getattr(method, name)
+            except AttributeError:
+                pass
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
+    # -- construction ---------------------------------------------------------------------------------------
     def _build_optimizers(self) -> None:
         c = self.config
-        if c.is_joint:
-            encoder_params = list(self.classifier_model.parameters())
-        else:
-            encoder_params = list(self.model.parameters())
-        self.encoder_optimizer = torch.optim.SGD(encoder_params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
-        self.classifier_optimizer = torch.optim.SGD(self.classifier.parameters(), lr=c.classifier_lr, momentum=c.momentum)
-        clf_epochs = self._classifier_epochs if c.method == "supcon_ori" else c.epochs
+        self.encoder_optimizer = torch.optim.SGD(self.method.encoder_parameters(), lr=c.lr, momentum=c.momentum,
+                                                 weight_decay=c.weight_decay)
+        self.classifier_optimizer = torch.optim.SGD(self.classifier.parameters(), lr=c.classifier_lr,
+                                                    momentum=c.momentum)
+        clf_epochs = self.method.classifier_schedule_epochs()
         self.encoder_scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.encoder_optimizer, lambda e: cosine_factor(e, c.epochs, c.warmup_epochs, c.lr_min_factor)
         )
@@ -148,59 +142,21 @@ class Trainer:
             self.classifier_optimizer, lambda e: cosine_factor(e, clf_epochs, 0, c.lr_min_factor)
         )
 
-    def _build_losses_and_augment(self) -> None:
+    def _build_explanation_settings(self) -> None:
+        """The explainer layer and options every explaining method shares, and the saliency cache."""
         c = self.config
-        gather = self.ctx.enabled
-        if c.method == "exconb":
-            self.contrastive_loss: nn.Module = ExConBLoss(
-                c.temperature, c.base_temperature, gather_distributed=gather, background_copies=c.background_copies
-            )
-        else:
-            self.contrastive_loss = SupConLoss(c.temperature, base_temperature=c.base_temperature,
-                                               gather_distributed=gather)
         self.explainer_layer = c.explainer_layer or default_explainer_layer(c.model, self.image_size)
         options = dict(c.explainer_options)
         if self.explainer_layer is not None and "target_layer" not in options and explainer_uses_layer(c.explainer):
             options["target_layer"] = self.explainer_layer
-        # One slot per image of the whole training split on every rank: under torchrun the DistributedSampler
-        # reshuffles images across ranks each epoch, so a rank often meets an image it holds no map of and the hit
-        # rate is lower than on one device. Not checkpointed: a resumed run recomputes its maps.
+        self.explainer_options = options
+        # The one place the cache is built. One slot per image of the whole training split on every rank: under
+        # torchrun the DistributedSampler reshuffles images across ranks each epoch, so a rank often meets an image
+        # it holds no map of and the hit rate is lower than on one device. Not checkpointed: a resumed run
+        # recomputes its maps.
         self.saliency_cache = SaliencyCache(
             self.data.train_size, self.image_size, refresh_every=c.saliency_refresh_epochs, device=self.device
-        ) if c.uses_explanations and c.saliency_refresh_epochs > 1 else None
-        self.augment = ExplanationMaskAugment(
-            explainer=c.explainer,
-            mode="exconb" if c.method == "exconb" else "excon",
-            threshold=c.mask_threshold,
-            keep_fraction=c.keep_fraction,
-            fill=c.mask_fill,
-            target=c.mask_target,
-            explainer_options=options,
-            enabled=False,
-            cache=self.saliency_cache,
-        )
-        if c.method == "edda":
-            self.edda_augment = EDDAAugment(
-                explainer=c.explainer,
-                salient_fraction=c.edda_fraction,
-                target=c.edda_target,  # type: ignore[arg-type]
-                policy=c.edda_policy,  # type: ignore[arg-type]
-                fill=c.mask_fill,  # type: ignore[arg-type]
-                confidence=c.edda_confidence,
-                confidence_scale=c.edda_confidence_scale,
-                explain=c.mask_target,  # type: ignore[arg-type]
-                explainer_options=options,
-            )
-        if c.method == "cgc":
-            self.cgc_loss = CGCLoss(c.cgc_temperature, gather_distributed=gather)
-            self.cgc_transform = ReplayableSpatial(scale=(0.08, 1.0))
-            if c.cgc_layer is None:
-                # The encoder's last feature map (layer4 for ResNets), found with one eval-mode forward.
-                probe = torch.zeros(2, 3, self.image_size, self.image_size, device=self.device)
-                self.cgc_layer_name = find_default_cam_layer(self.classifier_model, probe)
-            else:
-                self.cgc_layer_name = c.cgc_layer
-            self.cgc_layer_name, self.cgc_layer = resolve_layer(self.classifier_model, self.cgc_layer_name)
+        ) if self.method.uses_explanations and c.saliency_refresh_epochs > 1 else None
 
     def _build_forward_modules(self) -> None:
         """The modules the training steps call: DDP-wrapped under torchrun, optionally compiled."""
@@ -244,7 +200,8 @@ class Trainer:
                 if logger is not None:
                     logger.log(row)
                 self._save_checkpoints(epoch, row)
-                self._print_epoch(row)
+                if self.ctx.is_main:
+                    print(epoch_line(row, self.total_epochs, self.method.print_keys), flush=True)
                 for callback in self.callbacks:
                     callback(self, row)
         except KeyboardInterrupt:
@@ -265,225 +222,38 @@ class Trainer:
         """Leave the process group if this trainer created it."""
         self.ctx.close()
 
-    # -- epochs ---------------------------------------------------------------------------------------------
     def _run_epoch(self, epoch: int) -> dict[str, Any]:
         self._current_epoch = epoch
-        c = self.config
-        row: dict[str, Any] = {"epoch": epoch, "method": c.method}
+        row: dict[str, Any] = {"epoch": epoch, "method": self.config.method}
         started = time.time()
-        if c.is_joint:
-            epoch_fn = {"ce": self._ce_epoch, "edda": self._edda_epoch, "cgc": self._cgc_epoch}[c.method]
-            row.update(epoch_fn(epoch))
-            row.update(self._validate())
-        elif c.method == "supcon_ori" and epoch >= c.epochs:
-            row.update(self._classifier_epoch(epoch))
-            row.update(self._validate())
-        else:
-            row.update(self._encoder_epoch(epoch))
-            if c.method != "supcon_ori":
-                row.update(self._classifier_epoch(epoch))
-                row.update(self._validate())
+        row.update(self.method.run_epoch(epoch))
         row["epoch_time"] = time.time() - started
         return row
 
-    def _reseed(self, epoch: int, stage: int) -> None:
-        seed = ((self.config.seed * 1_000_003 + epoch) * 7 + stage) * 1009 + self.ctx.rank
+    # -- helpers for the methods' stages --------------------------------------------------------------------
+    def reseed(self, epoch: int, stage: int) -> None:
+        """Seed every generator and the loaders for ``stage`` (0 encoder / joint, 1 classifier) of ``epoch``."""
+        seed = stage_seed(self.config.seed, epoch, stage, self.ctx.rank)
         seed_everything(seed)
         self.data.set_epoch(epoch, seed)
 
-    def _encoder_epoch(self, epoch: int) -> dict[str, Any]:
-        c = self.config
-        self._reseed(epoch, 0)
-        self.model.train()
-        self.augment.enabled = c.uses_explanations and epoch >= c.exp_start_epoch
-        cache = self.saliency_cache
-        if cache is not None:
-            cache.set_epoch(epoch)
-            hits_before, misses_before = cache.hits, cache.misses
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device)
-        background = torch.zeros((), device=self.device)
-        kept = torch.zeros((), device=self.device)
-        images_seen = 0
-        steps = 0
-        for step, (standard, view1, view2, labels, indices) in enumerate(self._contrastive_batches(epoch)):
-            loss, batch = self.contrastive_step_loss(standard, view1, view2, labels, indices)
-            self._step(self.encoder_optimizer, loss, epoch, step)
-            loss_sum += loss.detach()
-            if batch.correct is not None:
-                correct += batch.correct.sum()
-                kept += batch.keep.float().mean(dim=(1, 2, 3)).sum()
-                background += batch.background.sum()
-            images_seen += labels.shape[0]
-            steps += 1
-        lr = self.encoder_optimizer.param_groups[0]["lr"]
-        self.encoder_scheduler.step()
-        row = {"encoder_loss": self._mean(loss_sum, steps), "lr": lr, "explanations": self.augment.enabled}
-        if self.augment.enabled:
-            n = self._sum(torch.tensor(float(images_seen), device=self.device))
-            row["masked_correct"] = self._sum(correct) / max(n, 1.0)
-            row["kept_area"] = self._sum(kept) / max(n, 1.0)
-            row["background_per_batch"] = self._sum(background) / max(steps * self.ctx.world_size, 1)
-            if cache is not None:
-                # Fraction of this epoch's explained rows served from the cache (all ranks).
-                hits = self._sum(torch.tensor(float(cache.hits - hits_before), device=self.device))
-                misses = self._sum(torch.tensor(float(cache.misses - misses_before), device=self.device))
-                row["saliency_cache_hits"] = hits / max(hits + misses, 1.0)
-        return row
+    def contrastive_batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor, Tensor]]:
+        """``(standard, view1, view2, labels, indices)`` batches on the device (see
+        :meth:`~exaug.training.loaders.RunData.contrastive_batches`), under an ``encoder`` progress bar."""
+        batches = self.data.contrastive_batches(self.device, self.memory_format)
+        yield from self.progress.iterate(batches, len(self.data.contrastive), f"epoch {epoch + 1} encoder")
 
-    def contrastive_step_loss(
-        self, standard: Tensor, view1: Tensor, view2: Tensor, labels: Tensor, indices: Tensor | None = None
-    ) -> tuple[Tensor, AugmentedBatch]:
-        """Loss of one encoder step (augmentation, projection, SupCon or ExConB loss); no optimiser step.
+    def single_batches(self, epoch: int, stage: str) -> Iterator[tuple[Tensor, Tensor]]:
+        """``(random view, labels)`` batches on the device, under a progress bar labelled ``stage``."""
+        batches = self.data.single_batches(self.device, self.memory_format)
+        yield from self.progress.iterate(batches, len(self.data.single), f"epoch {epoch + 1} {stage}")
 
-        Args:
-            standard, view1, view2: ``(B, C, H, W)`` on the device; labels ``(B,)``.
-            indices: ``(B,)`` positions of the images in the training split; required when the saliency cache is
-                on (``saliency_refresh_epochs`` > 1).
+    def optimizer_step(self, optimizer: torch.optim.Optimizer, loss: Tensor, epoch: int, step: int) -> None:
+        """Backward ``loss`` and step ``optimizer`` (through the AMP scaler).
 
-        Returns:
-            ``(loss, batch)``: the scalar loss (local anchors against the global batch under torchrun) and the
-            :class:`~exaug.AugmentedBatch` it was computed on.
+        Raises:
+            TrainingDiverged: ``loss`` is NaN or infinite (checked before anything is updated).
         """
-        batch = self.augment(standard, (view1, view2), labels, self.classifier_model, indices)
-        with self._autocast():
-            embeddings = self.contrastive_forward(batch.images.contiguous(memory_format=self.memory_format))
-        # Re-normalise in float32: under bf16/fp16 autocast the unit norm holds only to ~1e-2.
-        features = batch.as_views(F.normalize(embeddings.float(), dim=1))
-        if self.config.method == "exconb":
-            return self.contrastive_loss(features, batch.labels, batch.background), batch
-        return self.contrastive_loss(features, batch.labels), batch
-
-    def _classifier_epoch(self, epoch: int) -> dict[str, Any]:
-        self._reseed(epoch, 1)
-        self.model.encoder.eval()  # frozen features, BatchNorm statistics untouched (SupContrast's main_linear)
-        self.classifier.train()
-        loss_sum = torch.zeros((), device=self.device)
-        hits = torch.zeros((), device=self.device)
-        seen = 0
-        steps = 0
-        for step, (images, labels) in enumerate(self._single_batches(epoch)):
-            with torch.no_grad(), self._autocast():
-                features = self.model.encoder(images)
-            logits = self.linear_forward(features.float())
-            loss = F.cross_entropy(logits, labels)
-            self._step(self.classifier_optimizer, loss, epoch, step)
-            loss_sum += loss.detach()
-            hits += (logits.argmax(1) == labels).sum()
-            seen += labels.shape[0]
-            steps += 1
-        lr = self.classifier_optimizer.param_groups[0]["lr"]
-        self.classifier_scheduler.step()
-        total = self._sum(torch.tensor(float(seen), device=self.device))
-        return {"classifier_loss": self._mean(loss_sum, steps), "train_top1": 100.0 * self._sum(hits) / max(total, 1.0),
-                "classifier_lr": lr}
-
-    def _ce_epoch(self, epoch: int) -> dict[str, Any]:
-        return self._joint_epoch(epoch, self._ce_step)
-
-    def _edda_epoch(self, epoch: int) -> dict[str, Any]:
-        return self._joint_epoch(epoch, self._edda_step)
-
-    def _cgc_epoch(self, epoch: int) -> dict[str, Any]:
-        return self._joint_epoch(epoch, self._cgc_step)
-
-    def _joint_epoch(self, epoch: int, step_loss: JointStep) -> dict[str, Any]:
-        """One epoch of a joint encoder + classifier method; ``step_loss`` gives each step's loss.
-
-        ``step_loss(images, labels, epoch) -> (loss, logits of the clean images, extra scalars)``; the extra
-        scalars are averaged over steps (and ranks) into the epoch row.
-        """
-        self._reseed(epoch, 0)
-        self.classifier_model.train()
-        loss_sum = torch.zeros((), device=self.device)
-        hits = torch.zeros((), device=self.device)
-        extras_sum: dict[str, Tensor] = {}
-        seen = 0
-        steps = 0
-        for step, (images, labels) in enumerate(self._single_batches(epoch)):
-            loss, logits, extras = step_loss(images, labels, epoch)
-            self._step(self.encoder_optimizer, loss, epoch, step)
-            loss_sum += loss.detach()
-            hits += (logits.argmax(1) == labels).sum()
-            for key, value in extras.items():
-                extras_sum[key] = extras_sum.get(key, 0.0) + value.detach().float()
-            seen += labels.shape[0]
-            steps += 1
-        lr = self.encoder_optimizer.param_groups[0]["lr"]
-        self.encoder_scheduler.step()
-        total = self._sum(torch.tensor(float(seen), device=self.device))
-        row = {"encoder_loss": self._mean(loss_sum, steps), "train_top1": 100.0 * self._sum(hits) / max(total, 1.0),
-               "lr": lr}
-        row.update({key: self._mean(value, steps) for key, value in extras_sum.items()})
-        return row
-
-    def _ce_step(self, images: Tensor, labels: Tensor, epoch: int) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        with self._autocast():
-            logits = self.joint_forward(images)
-        return F.cross_entropy(logits.float(), labels), logits, {}
-
-    def _edda_step(self, images: Tensor, labels: Tensor, epoch: int) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        """CE on the batch plus EDDA copies of its first ``edda_ratio * B`` images, soft-target cross-entropy.
-
-        The loader shuffles, so the first images are a random subset. Clean and occluded rows share one forward
-        (one set of BatchNorm statistics), and every row weighs the same in the mean.
-        """
-        c = self.config
-        n = int(round(c.edda_ratio * images.shape[0])) if epoch >= c.edda_start_epoch else 0
-        if n == 0:
-            return self._ce_step(images, labels, epoch)
-        batch = self.edda_augment(images[:n], labels[:n], self.classifier_model)
-        b = images.shape[0]
-        inputs = torch.cat((images, batch.images)).contiguous(memory_format=self.memory_format)
-        with self._autocast():
-            logits = self.joint_forward(inputs).float()
-        targets = torch.cat((F.one_hot(labels, logits.shape[1]).to(logits.dtype), batch.targets.to(logits.dtype)))
-        loss = F.cross_entropy(logits, targets)
-        rows = torch.tensor(float(batch.num_rows), device=self.device)
-        return loss, logits[:b], {"edda_rows": rows, "clean_loss": F.cross_entropy(logits[:b].detach(), labels)}
-
-    def _cgc_step(self, images: Tensor, labels: Tensor, epoch: int) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        """CE terms + ``cgc_lambda`` * CGC between the replayed-transformed map of each image and its view's map.
-
-        The training view plays CGC's "original"; its augmented view is a replayable crop (scale 0.08-1) + flip.
-        Both maps explain the class predicted on the original and keep their graph (second order). CE terms: the
-        mean of the original's and the augmented view's CE, or only the original's with ``cgc_unlabeled``.
-        """
-        c = self.config
-        params = self.cgc_transform.sample(images)
-        augmented = self.cgc_transform.apply(images, params).contiguous(memory_format=self.memory_format)
-        with self._autocast():
-            maps, logits, predicted = cgc_heatmaps(self.joint_forward, self.cgc_layer, images)
-            aug_maps, aug_logits, _ = cgc_heatmaps(self.joint_forward, self.cgc_layer, augmented, predicted)
-        cgc = self.cgc_loss(self.cgc_transform.apply(maps.float(), params), aug_maps.float())
-        ce = F.cross_entropy(logits.float(), labels)
-        if not c.cgc_unlabeled:
-            ce = 0.5 * (ce + F.cross_entropy(aug_logits.float(), labels))
-        return ce + c.cgc_lambda * cgc, logits, {"ce_loss": ce.detach(), "cgc_loss": cgc.detach()}
-
-    @torch.no_grad()
-    def _validate(self) -> dict[str, Any]:
-        """Top-1 of encoder + linear classifier on the validation split (summed over ranks)."""
-        flags = [(m, m.training) for m in self.classifier_model.modules()]
-        self.classifier_model.eval()
-        hits = torch.zeros((), device=self.device)
-        loss_sum = torch.zeros((), device=self.device)
-        seen = torch.zeros((), device=self.device)
-        try:
-            for images, labels in self.data.val_batches(self.device, self.memory_format):
-                with self._autocast():
-                    logits = self.classifier_model(images).float()
-                hits += (logits.argmax(1) == labels).sum()
-                loss_sum += F.cross_entropy(logits, labels, reduction="sum")
-                seen += labels.shape[0]
-        finally:
-            for module, flag in flags:
-                module.training = flag
-        n = max(self._sum(seen), 1.0)
-        return {"val_top1": 100.0 * self._sum(hits) / n, "val_loss": self._sum(loss_sum) / n}
-
-    # -- steps and batches ----------------------------------------------------------------------------------
-    def _step(self, optimizer: torch.optim.Optimizer, loss: Tensor, epoch: int, step: int) -> None:
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step} of method {self.config.method!r}; "
@@ -493,53 +263,51 @@ class Trainer:
         self.scaler.scale(loss).backward()
         self.scaler.step(optimizer)
         self.scaler.update()
-        if self._bar is not None and step % PROGRESS_EVERY == 0:
-            self._bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        self.progress.show_loss(step, loss)
 
-    def _contrastive_batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor, Tensor]]:
-        batches = self.data.contrastive_batches(self.device, self.memory_format)
-        yield from self._with_progress(batches, len(self.data.contrastive), f"epoch {epoch + 1} encoder")
-
-    def _single_batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
-        stage = self.config.method if self.config.is_joint else "classifier"
-        batches = self.data.single_batches(self.device, self.memory_format)
-        yield from self._with_progress(batches, len(self.data.single), f"epoch {epoch + 1} {stage}")
-
-    def _with_progress(self, batches: Iterator[Any], total: int, desc: str) -> Iterator[Any]:
-        """A tqdm bar in images/s over ``batches``; :meth:`_step` shows the loss on it every few steps."""
-        if self.config.quiet or not self.ctx.is_main:
-            yield from batches
-            return
-        from tqdm.auto import tqdm
-
-        with tqdm(total=total, desc=desc, leave=False, unit="img", unit_scale=self.config.batch_size,
-                  dynamic_ncols=True) as bar:
-            self._bar = bar
-            try:
-                for batch in batches:
-                    yield batch
-                    bar.update(1)
-            finally:
-                self._bar = None
-
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """The ``--amp`` autocast context of the training forwards (a no-op with ``amp="none"``)."""
         if self.config.amp == "none":
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if self.config.amp == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
-    def _sum(self, value: Tensor) -> float:
+    def all_sum(self, value: Tensor) -> float:
         """Sum over ranks, as a Python float (one host sync)."""
         if self.ctx.enabled:
             value = value.clone()
             torch.distributed.all_reduce(value)
         return float(value)
 
-    def _mean(self, total: Tensor, steps: int) -> float:
-        return self._sum(total) / max(steps * self.ctx.world_size, 1)
+    def all_mean(self, total: Tensor, steps: int) -> float:
+        """``total`` summed over ranks divided by the steps of all ranks."""
+        return self.all_sum(total) / max(steps * self.ctx.world_size, 1)
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, Any]:
+        """Top-1 and mean cross-entropy of encoder + linear classifier on the validation split (over all ranks);
+        the networks' train/eval flags are restored afterwards."""
+        flags = [(m, m.training) for m in self.classifier_model.modules()]
+        self.classifier_model.eval()
+        hits = torch.zeros((), device=self.device)
+        loss_sum = torch.zeros((), device=self.device)
+        seen = torch.zeros((), device=self.device)
+        try:
+            for images, labels in self.data.val_batches(self.device, self.memory_format):
+                with self.autocast():
+                    logits = self.classifier_model(images).float()
+                hits += (logits.argmax(1) == labels).sum()
+                loss_sum += F.cross_entropy(logits, labels, reduction="sum")
+                seen += labels.shape[0]
+        finally:
+            for module, flag in flags:
+                module.training = flag
+        n = max(self.all_sum(seen), 1.0)
+        return {"val_top1": 100.0 * self.all_sum(hits) / n, "val_loss": self.all_sum(loss_sum) / n}
 
     # -- checkpoints ----------------------------------------------------------------------------------------
     def _state(self, next_epoch: int) -> dict[str, Any]:
+        """Everything a checkpoint holds (the one place it is assembled; :meth:`_resume` restores it)."""
         cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
         return {
             "exaug_version": __version__,
@@ -553,6 +321,7 @@ class Trainer:
             "schedulers": {"encoder": self.encoder_scheduler.state_dict(),
                            "classifier": self.classifier_scheduler.state_dict()},
             "scaler": self.scaler.state_dict(),
+            "method_state": self.method.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "cuda": cuda_rng, "numpy": np.random.get_state(),
                     "python": random.getstate()},
             "history": self.history,
@@ -590,6 +359,8 @@ class Trainer:
         self.encoder_scheduler.load_state_dict(state["schedulers"]["encoder"])
         self.classifier_scheduler.load_state_dict(state["schedulers"]["classifier"])
         self.scaler.load_state_dict(state["scaler"])
+        # Absent from checkpoints written before methods were plugins (their methods kept no state).
+        self.method.load_state_dict(state.get("method_state", {}))
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         if rng.get("cuda") is not None and torch.cuda.is_available():
@@ -613,6 +384,7 @@ class Trainer:
             "device": str(self.device),
             "exaug_version": __version__,
             "torch_version": torch.__version__,
+            **self.method.resolved_settings(),
         }
 
     def _summary(self, status: str, seconds: float) -> dict[str, Any]:
@@ -633,28 +405,3 @@ class Trainer:
         tmp = self.out / f".{name}.tmp"
         tmp.write_text(json.dumps(payload, indent=2, default=str))
         tmp.replace(self.out / name)
-
-    def _print_epoch(self, row: dict[str, Any]) -> None:
-        if not self.ctx.is_main:
-            return
-        parts = [f"epoch {row['epoch'] + 1}/{self.total_epochs}"]
-        for key in ("encoder_loss", "classifier_loss", "val_top1", "masked_correct", "background_per_batch",
-                    "saliency_cache_hits", "cgc_loss"):
-            if key in row:
-                parts.append(f"{key} {row[key]:.4g}")
-        parts.append(f"{row['epoch_time']:.1f}s")
-        print("  ".join(parts), flush=True)
-
-
-def describe_methods() -> dict[str, str]:
-    """One line per training method (for ``exaug train --help``)."""
-    return {
-        "ce": "cross-entropy, encoder and classifier jointly",
-        "supcon": "SupCon, Algorithm 1 (encoder epoch, then classifier epoch, every epoch)",
-        "supcon_ori": "SupCon, classic two-stage (all encoder epochs, then all classifier epochs)",
-        "excon": "ExCon: Algorithm 1 with explanation-masked positives",
-        "exconb": "ExConB: ExCon with wrongly classified masks as background negatives",
-        "edda": "cross-entropy with EDDA occlusions (salient -> lower-confidence target, non-salient -> label)",
-        "cgc": "cross-entropy + contrastive Grad-CAM consistency across crops and flips",
-    }
-

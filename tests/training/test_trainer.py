@@ -75,7 +75,7 @@ def test_resume_after_interrupt_matches_uninterrupted_run(tiny_config):
 
 def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_good_checkpoint(tiny_config):
     trainer = Trainer(tiny_config(method="supcon", epochs=2))
-    real_loss = trainer.contrastive_loss
+    real_loss = trainer.method.contrastive_loss
     calls = {"n": 0}
 
     def poisoned(features, labels):
@@ -83,7 +83,7 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_good_checkpoint(tiny_
         loss = real_loss(features, labels)
         return loss * float("nan") if trainer._current_epoch == 1 and calls["n"] > 3 else loss
 
-    trainer.contrastive_loss = poisoned
+    trainer.method.contrastive_loss = poisoned
     with pytest.raises(TrainingDiverged, match=r"epoch 1, step 0"):
         trainer.fit()
     state = torch.load(trainer.out / "last.pt", weights_only=False)
