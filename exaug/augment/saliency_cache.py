@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..explainers.base import positive_int
+from ..utils.checks import positive_int
 from ..utils.checks import check_indices
 
 __all__ = ["SaliencyCache"]

@@ -1,14 +1,15 @@
-"""Input validation shared by explainers, the augment, the saliency cache and the metrics: errors name the
-argument and what was expected."""
+"""Input validation shared by explainers, the augment, the saliency cache, the metrics and the explanation
+targets: errors name the argument and what was expected."""
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["check_images", "check_indices", "check_labels"]
+__all__ = ["check_images", "check_indices", "check_labels", "positive_int", "non_negative_float", "probability"]
 
 
 def check_images(images: Any, name: str = "images") -> Tensor:
@@ -61,3 +62,46 @@ def check_indices(
         if lo < 0 or hi >= size:
             raise ValueError(f"{name} must lie in [0, {size}), got values in [{lo}, {hi}]")
     return indices
+
+
+def positive_int(name: str, value: Any, allow_none: bool = False) -> int | None:
+    """``value`` as an int >= 1 (or ``None`` when allowed), else a ``ValueError`` naming the option.
+
+    Example:
+        >>> positive_int("n_steps", 16)
+        16
+        >>> positive_int("n_steps", 0)
+        Traceback (most recent call last):
+        ...
+        ValueError: n_steps must be a positive int, got 0
+    """
+    if value is None and allow_none:
+        return None
+    # bool is an Integral, but True as a batch size is a bug, not a 1.
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive int{' or None' if allow_none else ''}, got {value!r}")
+    return int(value)
+
+
+def non_negative_float(name: str, value: Any) -> float:
+    """``value`` as a float >= 0, else a ``ValueError`` naming the option (NaN is rejected).
+
+    Example:
+        >>> non_negative_float("stdevs", 0)
+        0.0
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+    return float(value)
+
+
+def probability(name: str, value: Any) -> float:
+    """``value`` as a float strictly inside ``(0, 1)``, else a ``ValueError`` naming the option.
+
+    Example:
+        >>> probability("p", 0.5)
+        0.5
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
+        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
+    return float(value)
