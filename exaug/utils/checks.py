@@ -4,7 +4,7 @@ targets: errors name the argument and what was expected."""
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -83,6 +83,14 @@ def positive_int(name: str, value: Any, allow_none: bool = False) -> int | None:
     return int(value)
 
 
+def _real_number(name: str, value: Any, accept: Callable[[float], bool], expected: str) -> float:
+    """``float(value)`` if it is a real number (not a bool) that ``accept`` approves, else a ``ValueError``."""
+    # `not accept(...)` rather than a negated comparison inside accept: NaN fails every comparison, so it is rejected.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not accept(value):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return float(value)
+
+
 def non_negative_float(name: str, value: Any) -> float:
     """``value`` as a float >= 0, else a ``ValueError`` naming the option (NaN is rejected).
 
@@ -90,9 +98,7 @@ def non_negative_float(name: str, value: Any) -> float:
         >>> non_negative_float("stdevs", 0)
         0.0
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-    return float(value)
+    return _real_number(name, value, lambda v: v >= 0, "a non-negative number")
 
 
 def probability(name: str, value: Any) -> float:
@@ -102,6 +108,4 @@ def probability(name: str, value: Any) -> float:
         >>> probability("p", 0.5)
         0.5
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
-        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
-    return float(value)
+    return _real_number(name, value, lambda v: 0 < v < 1, "a number in (0, 1)")
