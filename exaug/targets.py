@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from .explainers.base import positive_int
+from .utils.checks import positive_int
 from .utils.checks import check_images
 from .utils.isolation import isolated
 

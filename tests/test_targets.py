@@ -21,7 +21,7 @@ from exaug.targets import (
     sample_corpus,
     sample_foil,
 )
-from exaug.utils.isolation import assert_same_state, snapshot_state
+from exaug.testing import assert_same_state, snapshot_state
 
 
 class Encoder(nn.Module):

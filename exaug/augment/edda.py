@@ -29,7 +29,6 @@ rows that survive (flat maps, ``"exclude"``), which fixes the output size.
 from __future__ import annotations
 
 import dataclasses
-import weakref
 from typing import Any, Literal, Mapping
 
 import torch
@@ -37,7 +36,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..explainers.base import Explainer, resolve_targets
-from ..explainers.gradcam import RandomSaliency
 from ..utils.checks import check_images, check_labels
 from ..utils.isolation import isolated
 from .explaining import ExplainerSource, SaliencyFn, explain_normalized
@@ -212,7 +210,8 @@ class EDDAAugment(nn.Module):
         self.explain = explain
         self.random_grid = random_grid
         self.seed = seed
-        self._random_cache: tuple[weakref.ref[nn.Module], RandomSaliency] | None = None
+        # The random-occlusion control: the registry's "random" explainer, built once per model.
+        self._random_source = ExplainerSource("random", {"grid": self.random_grid, "seed": self.seed})
 
     @property
     def explainer(self) -> str | Explainer | SaliencyFn:
@@ -379,7 +378,7 @@ class EDDAAugment(nn.Module):
     def _saliency(self, images: Tensor, labels: Tensor, model: nn.Module) -> tuple[Tensor, Tensor, Tensor]:
         """Normalised maps ``(B, 1, H, W)``, flat flags ``(B,)`` and eval-mode logits ``(B, K)``."""
         if self.policy == "random":
-            explanation = self._random_explainer(model).explain(images, labels)
+            explanation = self._random_source.for_model(model).explain(images, labels)
         else:
             targets = labels if self.explain == "label" else None
             explanation = explain_normalized(self.source.for_model(model), images, targets, model)
@@ -388,11 +387,6 @@ class EDDAAugment(nn.Module):
             with isolated(model), torch.no_grad():
                 logits = model(images)
         return saliency, flat, logits.detach()
-
-    def _random_explainer(self, model: nn.Module) -> RandomSaliency:
-        if self._random_cache is None or self._random_cache[0]() is not model:
-            self._random_cache = (weakref.ref(model), RandomSaliency(model, grid=self.random_grid, seed=self.seed))
-        return self._random_cache[1]
 
     def extra_repr(self) -> str:
         return (

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ..explainers.base import Explainer, Explanation, normalize_saliency
-from ..explainers.registry import create_explainer
+from ..explainers.registry import resolve_explainer
 from ..utils.isolation import isolated
 
 __all__ = ["SaliencyFn", "ExplainerSource", "explain_normalized"]
@@ -61,7 +61,7 @@ class ExplainerSource:
             return self.explainer
         if self._built is not None and self._built[0]() is model:
             return self._built[1]
-        built = create_explainer(self.explainer, model, **self.options)
+        built = resolve_explainer(self.explainer, model, **self.options)
         self._built = (weakref.ref(model), built)
         return built
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from ..utils.images import gaussian_blur
 
 __all__ = ["FILLS", "check_fill", "keep_mask", "fill_like", "apply_mask", "gaussian_blur"]
 
@@ -78,28 +79,6 @@ def keep_mask(
     # Flat maps are all zeros after normalisation, and 0 > threshold is False for any threshold >= 0, so
     # they keep nothing without an extra pass over the batch.
     return saliency > threshold
-
-
-def gaussian_blur(images: Tensor, kernel_size: int = 21, sigma: float = 5.0) -> Tensor:
-    """Gaussian blur of a batch ``(B, C, H, W)`` with reflect padding (the COCOA/RISE blurred baseline).
-
-    Large kernels on large images are computed as downsample -> blur -> upsample, which is much cheaper and
-    visually equivalent for the heavy blurs used as fills and baselines.
-    """
-    import kornia
-
-    _, _, h, w = images.shape
-    factor = 1
-    while sigma / (factor * 2) >= 1.5 and min(h, w) // (factor * 2) >= 32:
-        factor *= 2
-    x = F.avg_pool2d(images, factor) if factor > 1 else images
-    k = max(3, round(kernel_size / factor) // 2 * 2 + 1)  # odd
-    k = min(k, 2 * min(x.shape[-2:]) - 1)  # reflect padding needs k // 2 < side
-    s = sigma / factor
-    x = kornia.filters.gaussian_blur2d(x, (k, k), (s, s), border_type="reflect")
-    if factor > 1:
-        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
-    return x
 
 
 def fill_like(

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from ..explainers.base import positive_int
+from ..utils.checks import positive_int
 from ..utils.checks import check_indices
 
 __all__ = ["SaliencyCache"]

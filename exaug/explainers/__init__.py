@@ -1,17 +1,23 @@
 """Saliency backends selectable by name: ``create_explainer("gradcam", model)``.
 
 Importing this package registers every built-in backend; heavy third-party libraries are imported only when a
-backend that needs them is created.
+backend that needs them is created. ``list_explainers("pgc.*")`` filters names with wildcards,
+``is_explainer(name)`` tests one, and :func:`resolve_explainer` turns a name, an :class:`Explainer` or a plain
+callable into something to call as ``f(images, targets)``.
 """
 
-from .base import Explainer, Explanation, normalize_saliency, resolve_layer
+from .base import Explainer, Explanation, normalize_saliency, resolve_layer, targets_or_predicted
 from .registry import (
+    ExplainerSpec,
     create_explainer,
     describe_explainers,
     explainer_accepts,
     explainer_uses_layer,
+    is_explainer,
     list_explainers,
     register_explainer,
+    resolve_explainer,
+    unregister_explainer,
 )
 from . import gradcam  # noqa: F401  (registers "gradcam", "random")
 from . import captum_backends, pgc  # noqa: F401  (register the Captum and "pgc.*" backends)
@@ -20,6 +26,7 @@ from .gradcam import GradCAM, grad_cam
 
 __all__ = [
     "Explainer",
+    "ExplainerSpec",
     "Explanation",
     "GradCAM",
     "create_explainer",
@@ -27,8 +34,12 @@ __all__ = [
     "explainer_accepts",
     "explainer_uses_layer",
     "grad_cam",
+    "is_explainer",
     "list_explainers",
     "normalize_saliency",
     "register_explainer",
+    "resolve_explainer",
     "resolve_layer",
+    "targets_or_predicted",
+    "unregister_explainer",
 ]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import numbers
 from typing import Any
 
 import torch
@@ -26,7 +25,6 @@ __all__ = [
     "resolve_targets",
     "resolve_layer",
     "find_default_cam_layer",
-    "positive_int",
     "upsample_bilinear",
     "targets_or_predicted",
 ]
@@ -299,15 +297,6 @@ class Explainer(abc.ABC):
         if extra:
             parts.append(extra)
         return f"{type(self).__name__}({', '.join(parts)})"
-
-
-def positive_int(name: str, value: Any, allow_none: bool = False) -> int | None:
-    """``value`` as an int >= 1 (or ``None`` when allowed), else a ``ValueError`` naming the option."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive int{' or None' if allow_none else ''}, got {value!r}")
-    return int(value)
 
 
 def targets_or_predicted(logits: Tensor, targets: Tensor | None) -> Tensor:

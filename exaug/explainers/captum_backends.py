@@ -1,37 +1,37 @@
-"""Captum attribution methods as exaug explainers.
+"""Captum attribution methods as exaug explainers (registered by name).
 
-Every backend here runs one no-grad forward (to report the logits and to resolve / range-check the targets),
-then one Captum ``attribute(inputs, target=targets)`` call with ``targets`` the ``(B,)`` tensor, on a fresh leaf
-copy of the images that requires grad. That makes gradients flow when the caller is under ``torch.no_grad()`` or
-the model is frozen, and keeps Captum's ``requires_grad`` bookkeeping away from the caller's tensor. The base class
-runs all of it inside :func:`exaug.utils.isolation.isolated`, which matters here: Captum never switches the model
-to eval, so without it BatchNorm running statistics would drift and dropout would be on.
-
-Pixel attributions ``(B, C, H, W)`` are reduced to one map ``(B, 1, H, W)`` by :func:`reduce_channels`.
+Gradient methods (``saliency``, ``input_x_gradient``, ``guided_backprop``, ``deconvolution``), the sampling
+methods whose cost is their step count (``integrated_gradients``, ``smoothgrad``, ``gradient_shap``), the
+perturbation method ``occlusion`` and Captum's Grad-CAM (``captum.layer_gradcam``). How they are driven (fresh
+input leaf, isolation, channel reduction) is in :mod:`exaug.explainers.captum_base`; baselines come from
+:func:`exaug.utils.images.make_baseline`.
 
 Captum is imported lazily (it takes seconds), only when an attribution is computed.
 """
 
 from __future__ import annotations
 
-import abc
 import math
-import numbers
 import warnings
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from .base import Explainer, positive_int
+from ..utils.checks import non_negative_float, positive_int
+from ..utils.images import BASELINES, check_baseline, make_baseline
+from .captum_base import CHANNEL_REDUCTIONS, CaptumExplainer, CaptumPixelExplainer, reduce_channels
 from .registry import register_explainer
 
 __all__ = [
+    # Re-exported from their homes for backward compatibility.
+    "BASELINES",
     "CHANNEL_REDUCTIONS",
     "reduce_channels",
     "make_baseline",
     "CaptumExplainer",
     "CaptumPixelExplainer",
+    # The backends.
     "IntegratedGradientsExplainer",
     "SmoothGradExplainer",
     "GradientShapExplainer",
@@ -43,145 +43,6 @@ __all__ = [
     "CaptumLayerGradCamExplainer",
 ]
 
-#: Ways to turn ``(B, C, H, W)`` pixel attributions into one map per image, see :func:`reduce_channels`.
-CHANNEL_REDUCTIONS: tuple[str, ...] = ("abs_sum", "sum", "positive_sum", "l2")
-
-#: Per-sample baselines understood by :func:`make_baseline` (besides a number or a tensor).
-BASELINES: tuple[str, ...] = ("zero", "blur")
-
-
-def reduce_channels(attributions: Tensor, how: str = "abs_sum") -> Tensor:
-    """Reduce pixel attributions over the channel dimension.
-
-    Args:
-        attributions: ``(B, C, H, W)``.
-        how: ``"abs_sum"`` (``sum_c |a_c|``: evidence for and against the class both count as important),
-            ``"sum"`` (signed ``sum_c a_c``), ``"positive_sum"`` (``ReLU(sum_c a_c)``: only evidence for the class)
-            or ``"l2"`` (``sqrt(sum_c a_c^2)``).
-
-    Returns:
-        ``(B, 1, H, W)``.
-    """
-    if attributions.dim() != 4:
-        raise ValueError(f"attributions must have shape (B, C, H, W), got {tuple(attributions.shape)}")
-    if how == "abs_sum":
-        return attributions.abs().sum(dim=1, keepdim=True)
-    if how == "sum":
-        return attributions.sum(dim=1, keepdim=True)
-    if how == "positive_sum":
-        return attributions.sum(dim=1, keepdim=True).clamp_min(0)
-    if how == "l2":
-        return attributions.pow(2).sum(dim=1, keepdim=True).sqrt()
-    raise ValueError(f"channel_reduction must be one of {CHANNEL_REDUCTIONS}, got {how!r}")
-
-
-def _check_baseline(baseline: Any, name: str = "baseline", extra: tuple[str, ...] = ()) -> Any:
-    """Validate a baseline option at construction time (the tensor shape is checked per call)."""
-    if isinstance(baseline, Tensor) or (isinstance(baseline, numbers.Real) and not isinstance(baseline, bool)):
-        return baseline
-    allowed = BASELINES + extra
-    if isinstance(baseline, str) and baseline in allowed:
-        return baseline
-    raise ValueError(f"{name} must be one of {allowed}, a number or a tensor, got {baseline!r}")
-
-
-def make_baseline(images: Tensor, baseline: str | float | Tensor) -> Tensor:
-    """Per-sample reference images for path and perturbation methods.
-
-    Args:
-        images: ``(B, C, H, W)`` normalised batch.
-        baseline: ``"zero"`` (zeros in normalised space, i.e. the dataset-mean colour when images are
-            standardised), ``"blur"`` (each image blurred with :func:`exaug.augment.gaussian_blur`, the same blur
-            as the masking fill), a number (constant image) or a tensor ``(C, H, W)``, ``(1, C, H, W)`` or
-            ``(B, C, H, W)``.
-
-    Returns:
-        ``(B, C, H, W)`` on the device and dtype of ``images``, detached.
-    """
-    images = images.detach()
-    if isinstance(baseline, Tensor):
-        ref = baseline.detach().to(device=images.device, dtype=images.dtype)
-        if ref.dim() == 3:
-            ref = ref.unsqueeze(0)
-        if ref.dim() != 4 or ref.shape[1:] != images.shape[1:] or ref.shape[0] not in (1, images.shape[0]):
-            raise ValueError(
-                f"baseline tensor must have shape (C, H, W), (1, C, H, W) or (B, C, H, W) = {tuple(images.shape)}, "
-                f"got {tuple(baseline.shape)}"
-            )
-        return ref.expand_as(images)
-    if baseline == "zero":
-        return torch.zeros_like(images)
-    if baseline == "blur":
-        # Lazy: exaug.augment imports the explainers package, and the blur imports kornia.
-        from ..augment.masking import gaussian_blur
-
-        return gaussian_blur(images)
-    if isinstance(baseline, numbers.Real) and not isinstance(baseline, bool):
-        return torch.full_like(images, float(baseline))
-    raise ValueError(f"baseline must be one of {BASELINES}, a number or a tensor, got {baseline!r}")
-
-
-def _non_negative_float(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-    return float(value)
-
-
-class CaptumExplainer(Explainer):
-    """Shared driver of the Captum backends (not registered itself).
-
-    Subclasses implement :meth:`_captum_map`, which receives the input leaf and the resolved targets and returns
-    the raw map ``(B, 1, h, w)``.
-    """
-
-    #: Whether the method differentiates the model (False for perturbation methods, which then skip the graph).
-    needs_input_grad: bool = True
-
-    def _attribute(self, images: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor]:
-        logits, targets = self._forward_logits(images, targets)
-        with torch.set_grad_enabled(self.needs_input_grad):
-            # A fresh leaf: Captum toggles requires_grad on its inputs, and a frozen model or a no_grad caller would
-            # otherwise leave nothing to differentiate.
-            inputs = images.detach().requires_grad_(self.needs_input_grad)
-            raw = self._captum_map(inputs, targets)
-        return raw.detach(), logits, targets
-
-    @abc.abstractmethod
-    def _captum_map(self, inputs: Tensor, targets: Tensor) -> Tensor:
-        """Raw map ``(B, 1, h, w)`` for ``inputs`` ``(B, C, H, W)`` and ``targets`` ``(B,)``."""
-
-
-class CaptumPixelExplainer(CaptumExplainer):
-    """Captum methods that attribute to input pixels ``(B, C, H, W)``; the map is their channel reduction.
-
-    Subclasses implement :meth:`attributions`.
-
-    Args:
-        model: maps images to logits.
-        channel_reduction: one of :data:`CHANNEL_REDUCTIONS` (see :func:`reduce_channels`).
-    """
-
-    def __init__(self, model: nn.Module, *, channel_reduction: str = "abs_sum") -> None:
-        super().__init__(model)
-        if channel_reduction not in CHANNEL_REDUCTIONS:
-            raise ValueError(f"channel_reduction must be one of {CHANNEL_REDUCTIONS}, got {channel_reduction!r}")
-        self.channel_reduction = channel_reduction
-
-    @abc.abstractmethod
-    def attributions(self, inputs: Tensor, targets: Tensor) -> Tensor:
-        """Raw Captum attributions ``(B, C, H, W)``: no isolation, no reduction (for tests and analysis).
-
-        Args:
-            inputs: ``(B, C, H, W)`` leaf that requires grad (for gradient methods).
-            targets: ``(B,)`` int64.
-        """
-
-    def _captum_map(self, inputs: Tensor, targets: Tensor) -> Tensor:
-        return reduce_channels(self.attributions(inputs, targets).detach(), self.channel_reduction)
-
-    def extra_repr(self) -> str:
-        return f"channel_reduction={self.channel_reduction!r}"
-
 
 @register_explainer("integrated_gradients")
 class IntegratedGradientsExplainer(CaptumPixelExplainer):
@@ -192,7 +53,7 @@ class IntegratedGradientsExplainer(CaptumPixelExplainer):
         n_steps: points on the path from the baseline to the image (cost: ``n_steps`` forward+backward passes).
         internal_batch_size: evaluate the ``B * n_steps`` path points in chunks of this size (memory bound);
             ``None``: all at once.
-        baseline: ``"zero"``, ``"blur"``, a number or a tensor, see :func:`make_baseline`.
+        baseline: ``"zero"``, ``"blur"``, a number or a tensor, see :func:`~exaug.utils.images.make_baseline`.
         method: Captum's quadrature, ``"gausslegendre"`` (default) or ``"riemann_{left,right,middle,trapezoid}"``.
         channel_reduction: see :func:`reduce_channels`.
     """
@@ -212,7 +73,7 @@ class IntegratedGradientsExplainer(CaptumPixelExplainer):
         super().__init__(model, channel_reduction=channel_reduction)
         self.n_steps = positive_int("n_steps", n_steps)
         self.internal_batch_size = positive_int("internal_batch_size", internal_batch_size, allow_none=True)
-        self.baseline = _check_baseline(baseline)
+        self.baseline = check_baseline(baseline)
         self.method = method
 
     def attributions(self, inputs: Tensor, targets: Tensor) -> Tensor:
@@ -266,8 +127,8 @@ class SmoothGradExplainer(CaptumPixelExplainer):
         super().__init__(model, channel_reduction=channel_reduction)
         self.nt_samples = positive_int("nt_samples", nt_samples)
         self.nt_samples_batch_size = positive_int("nt_samples_batch_size", nt_samples_batch_size, allow_none=True)
-        self.noise_level = _non_negative_float("noise_level", noise_level)
-        self.stdevs = None if stdevs is None else _non_negative_float("stdevs", stdevs)
+        self.noise_level = non_negative_float("noise_level", noise_level)
+        self.stdevs = None if stdevs is None else non_negative_float("stdevs", stdevs)
 
     def noise_std(self, images: Tensor) -> float:
         """Absolute noise standard deviation for this batch (one host sync)."""
@@ -306,7 +167,8 @@ class GradientShapExplainer(CaptumPixelExplainer):
         stdevs: absolute standard deviation (input units) of the noise added to the image, Captum's default 0.
         baselines: where the path starts.
 
-            * ``"zero+blur"`` (default): both the zero image and the image's own blur (see :func:`make_baseline`),
+            * ``"zero+blur"`` (default): both the zero image and the image's own blur (see
+              :func:`~exaug.utils.images.make_baseline`),
               stratified: half of the draws (rounded up) start from each, and the two means are averaged.
             * ``"zero"``, ``"blur"`` or a number: that one per-sample baseline.
             * a tensor ``(N, C, H, W)``: a baseline *distribution* shared by the batch, passed to
@@ -332,8 +194,8 @@ class GradientShapExplainer(CaptumPixelExplainer):
     ) -> None:
         super().__init__(model, channel_reduction=channel_reduction)
         self.n_samples = positive_int("n_samples", n_samples)
-        self.stdevs = _non_negative_float("stdevs", stdevs)
-        self.baselines = _check_baseline(baselines, "baselines", extra=("zero+blur",))
+        self.stdevs = non_negative_float("stdevs", stdevs)
+        self.baselines = check_baseline(baselines, "baselines", extra=("zero+blur",))
 
     def attributions(self, inputs: Tensor, targets: Tensor) -> Tensor:
         if isinstance(self.baselines, Tensor):
@@ -445,7 +307,7 @@ class OcclusionExplainer(CaptumPixelExplainer):
         model: maps images to logits.
         window: side of the square occlusion window (pixels, all channels at once).
         stride: step between windows; at most ``window`` so every pixel is covered.
-        baseline: what occluded pixels become, see :func:`make_baseline`.
+        baseline: what occluded pixels become, see :func:`~exaug.utils.images.make_baseline`.
         perturbations_per_eval: occluded copies evaluated per forward (speed vs memory), Captum's default 1.
         channel_reduction: see :func:`reduce_channels` (the attribution is equal across channels, so ``"sum"``
             or ``"positive_sum"`` keep the sign of the effect).
@@ -471,7 +333,7 @@ class OcclusionExplainer(CaptumPixelExplainer):
         self.stride = positive_int("stride", stride)
         if self.stride > self.window:
             raise ValueError(f"stride ({stride}) must not exceed window ({window}), or some pixels are never occluded")
-        self.baseline = _check_baseline(baseline)
+        self.baseline = check_baseline(baseline)
         self.perturbations_per_eval = positive_int("perturbations_per_eval", perturbations_per_eval)
 
     def attributions(self, inputs: Tensor, targets: Tensor) -> Tensor:

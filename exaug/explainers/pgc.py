@@ -15,6 +15,9 @@ pytorch-grad-cam has side effects that must not reach the caller, and each is ha
   restored in ``finally`` and every call gets a fresh ``AblationLayer``;
 * ScoreCAM and AblationCAM print tqdm progress bars per image: silenced for the duration of the call.
 
+The backends differ only in their row of ``_METHODS`` (registry name, pgc class, description, constructor options)
+and, for methods with a quirk, a small override class named in that row; their classes are generated from it.
+
 The library is imported lazily (it takes seconds), only when a map is computed.
 """
 
@@ -22,36 +25,19 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import types
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .base import Explainer, positive_int
+from ..utils.checks import positive_int
+from .base import Explainer
 from .registry import register_explainer
 
-__all__ = [
-    "PGCExplainer",
-    "PGCGradCAM",
-    "PGCHiResCAM",
-    "PGCGradCAMElementWise",
-    "PGCGradCAMPlusPlus",
-    "PGCXGradCAM",
-    "PGCLayerCAM",
-    "PGCEigenCAM",
-    "PGCEigenGradCAM",
-    "PGCKPCACAM",
-    "PGCFEM",
-    "PGCSegEigenCAM",
-    "PGCShapleyCAM",
-    "PGCRandomCAM",
-    "PGCScoreCAM",
-    "PGCAblationCAM",
-    "PGCFullGrad",
-    "PGCFinerCAM",
-]
+# __all__ (PGCExplainer and one class per row of the table) is set at the end of the module.
 
 
 def _pgc() -> types.ModuleType:
@@ -180,124 +166,64 @@ class PGCExplainer(Explainer):
         return ", ".join(parts)
 
 
-@register_explainer("pgc.gradcam")
-class PGCGradCAM(PGCExplainer):
-    """Grad-CAM (pytorch-grad-cam ``GradCAM``): channel weights = spatial mean of the gradient."""
-
-    description = "pytorch-grad-cam GradCAM (reference for the native gradcam)"
-    cam_class = "GradCAM"
+# -- special handling, one small override per quirk ------------------------------------------------------------
 
 
-@register_explainer("pgc.hirescam")
-class PGCHiResCAM(PGCExplainer):
-    """HiResCAM (Draelos & Carin 2020): element-wise gradient x activation, summed over channels."""
+class _Option(NamedTuple):
+    """A constructor option of one pgc method: its default, an optional ``check(name, value)`` and its doc line."""
 
-    description = "pytorch-grad-cam HiResCAM: sum_k grad * activation (faithful to the model's computation)"
-    cam_class = "HiResCAM"
-
-
-@register_explainer("pgc.gradcam_elementwise")
-class PGCGradCAMElementWise(PGCExplainer):
-    """Grad-CAM element-wise: ``sum_k ReLU(grad * activation)``."""
-
-    description = "pytorch-grad-cam GradCAMElementWise: sum_k ReLU(grad * activation)"
-    cam_class = "GradCAMElementWise"
+    default: Any
+    check: Callable[[str, Any], Any] | None
+    doc: str
 
 
-@register_explainer("pgc.gradcam++")
-class PGCGradCAMPlusPlus(PGCExplainer):
-    """Grad-CAM++ (Chattopadhay et al. 2018): second-order-style weighting of positive gradients."""
-
-    description = "pytorch-grad-cam GradCAMPlusPlus"
-    cam_class = "GradCAMPlusPlus"
+def _unit_fraction(name: str, value: Any) -> float:
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"{name} must be in (0, 1], got {value}")
+    return float(value)
 
 
-@register_explainer("pgc.xgradcam")
-class PGCXGradCAM(PGCExplainer):
-    """XGrad-CAM (Fu et al. 2020): gradients weighted by the normalised activations."""
+class _PGCWithOptions(PGCExplainer):
+    """A pgc method with constructor options of its own, declared in ``cam_options``.
 
-    description = "pytorch-grad-cam XGradCAM"
-    cam_class = "XGradCAM"
-
-
-@register_explainer("pgc.layercam")
-class PGCLayerCAM(PGCExplainer):
-    """LayerCAM (Jiang et al. 2021): ``sum_k ReLU(grad) * activation``, usable on early layers."""
-
-    description = "pytorch-grad-cam LayerCAM: sum_k ReLU(grad) * activation"
-    cam_class = "LayerCAM"
-
-
-@register_explainer("pgc.eigencam")
-class PGCEigenCAM(PGCExplainer):
-    """Eigen-CAM (Muhammad & Yeasin 2020): first principal component of the activations; ignores the target."""
-
-    description = "pytorch-grad-cam EigenCAM: first principal component of the activations (class-agnostic)"
-    cam_class = "EigenCAM"
-
-
-@register_explainer("pgc.eigengradcam")
-class PGCEigenGradCAM(PGCExplainer):
-    """Eigen-Grad-CAM: first principal component of gradient x activation."""
-
-    description = "pytorch-grad-cam EigenGradCAM: first principal component of grad * activation"
-    cam_class = "EigenGradCAM"
-
-
-@register_explainer("pgc.kpca_cam")
-class PGCKPCACAM(PGCExplainer):
-    """KPCA-CAM (Karmani et al. 2024): first kernel principal component of the activations; ignores the target.
-
-    Args:
-        kernel: scikit-learn ``KernelPCA`` kernel (pgc's default ``"sigmoid"``).
-        gamma: kernel coefficient (``None``: scikit-learn's default).
-        **options: see :class:`PGCExplainer`.
+    Each option becomes an attribute of the same name (validated by its check); :meth:`_cam_kwargs` passes them to
+    the pgc class's constructor.
     """
 
-    description = "pytorch-grad-cam KPCA_CAM: kernel PCA of the activations (class-agnostic, scikit-learn)"
-    cam_class = "KPCA_CAM"
+    cam_options: dict[str, _Option] = {}
 
-    def __init__(
-        self, model: nn.Module, *, kernel: str = "sigmoid", gamma: float | None = None, **options: Any
-    ) -> None:
+    def __init__(self, model: nn.Module, **options: Any) -> None:
+        own = {name: options.pop(name, option.default) for name, option in self.cam_options.items()}
         super().__init__(model, **options)
-        self.kernel = kernel
-        self.gamma = gamma
+        for name, value in own.items():
+            check = self.cam_options[name].check
+            setattr(self, name, value if check is None else check(name, value))
 
     def _cam_kwargs(self) -> dict[str, Any]:
-        return {"kernel": self.kernel, "gamma": self.gamma}
+        return {name: getattr(self, name) for name in self.cam_options}
 
 
-@register_explainer("pgc.fem")
-class PGCFEM(PGCExplainer):
-    """FEM (Fuad et al. 2020): channels weighted by how often they exceed mean + k std; ignores the target.
-
-    Args:
-        k: the threshold in standard deviations (pgc's default 2).
-        **options: see :class:`PGCExplainer`.
-    """
-
-    description = "pytorch-grad-cam FEM: k-sigma feature explanation (class-agnostic, no gradients)"
-    cam_class = "FEM"
-
-    def __init__(self, model: nn.Module, *, k: float = 2.0, **options: Any) -> None:
-        super().__init__(model, **options)
-        self.k = k
+class _ScoreCAMBatching(_PGCWithOptions):
+    """ScoreCAM reads ``batch_size`` as an attribute; its constructor has no argument for it."""
 
     def _cam_kwargs(self) -> dict[str, Any]:
-        return {"k": self.k}
+        return {}
+
+    def _create_cam(self) -> Any:
+        cam = super()._create_cam()
+        cam.batch_size = self.batch_size  # type: ignore[attr-defined]
+        return cam
 
 
-@register_explainer("pgc.seg_eigencam")
-class PGCSegEigenCAM(PGCExplainer):
-    """Seg-Eigen-CAM (Chung & Ying 2025): principal component of ``|grad| * activation`` with a sign correction.
+class _FreshAblationLayer(_PGCWithOptions):
+    """The target layer is swapped for an ``AblationLayer`` during the call; the original module is always put back.
+    pgc's default ``AblationLayer`` is one instance shared by every AblationCAM that keeps the last batch alive:
+    each call gets a fresh one."""
 
-    Designed for segmentation; on a classifier it explains the target logit like Eigen-Grad-CAM with absolute
-    gradients.
-    """
+    def _cam_kwargs(self) -> dict[str, Any]:
+        from pytorch_grad_cam.ablation_layer import AblationLayer
 
-    description = "pytorch-grad-cam SegEigenCAM: sign-corrected principal component of |grad| * activation"
-    cam_class = "SegEigenCAM"
+        return {**super()._cam_kwargs(), "ablation_layer": AblationLayer()}
 
 
 @functools.lru_cache(maxsize=None)
@@ -320,111 +246,26 @@ def _shapley_cam_type() -> type:
     return FrozenSafeShapleyCAM
 
 
-@register_explainer("pgc.shapleycam")
-class PGCShapleyCAM(PGCExplainer):
-    """ShapleyCAM (Cai 2025): weights = spatial mean of ``grad - 0.5 * Hessian-vector product`` (double backward).
-
-    pgc's version fails on a frozen model whose head after the layer is linear (the gradient has no graph); here the
-    Hessian-vector product is then zero, as it mathematically is.
-    """
-
-    description = "pytorch-grad-cam ShapleyCAM: gradient and Hessian-vector product weights (double backward)"
-    cam_class = "ShapleyCAM"
+class _FrozenSafeShapley(PGCExplainer):
+    """pgc's version fails on a frozen model whose head after the layer is linear (the gradient has no graph); here
+    the Hessian-vector product is then zero, as it mathematically is."""
 
     def _create_cam(self) -> Any:
         return _shapley_cam_type()(self.model, self._cam_layers(), reshape_transform=self.reshape_transform)
 
 
-@register_explainer("pgc.randomcam")
-class PGCRandomCAM(PGCExplainer):
-    """pytorch-grad-cam's control: uniform random channel weights in ``[-1, 1]`` (numpy's global RNG)."""
+class _AllBiasedLayers(PGCExplainer):
+    """It uses every biased layer, never a single target layer, so ``target_layer`` is rejected (``uses_layer`` is
+    False) and no default layer is searched."""
 
-    description = "pytorch-grad-cam RandomCAM: random channel weights (control; numpy global RNG)"
-    cam_class = "RandomCAM"
-
-
-@register_explainer("pgc.scorecam")
-class PGCScoreCAM(PGCExplainer):
-    """Score-CAM (Wang et al. 2020): channel weights = softmax of the target scores of the image masked by each
-    upsampled activation map. No gradients; ``C`` masked copies of each image for a layer with ``C`` channels.
-
-    Args:
-        batch_size: masked images per forward (pgc's default 16).
-        **options: see :class:`PGCExplainer`.
-    """
-
-    description = "pytorch-grad-cam ScoreCAM: gradient-free, one masked copy per channel and image (batch_size=16)"
-    cam_class = "ScoreCAM"
-
-    def __init__(self, model: nn.Module, *, batch_size: int = 16, **options: Any) -> None:
-        super().__init__(model, **options)
-        self.batch_size = positive_int("batch_size", batch_size)
-
-    def _create_cam(self) -> Any:
-        cam = super()._create_cam()
-        cam.batch_size = self.batch_size  # ScoreCAM reads this attribute; its constructor has no argument for it
-        return cam
-
-
-@register_explainer("pgc.ablationcam")
-class PGCAblationCAM(PGCExplainer):
-    """Ablation-CAM (Desai & Ramaswamy 2020): channel weights = relative drop of the target score when the channel
-    is ablated. No gradients; ``C / batch_size`` forwards of ``batch_size`` copies per image.
-
-    The target layer is swapped for an ``AblationLayer`` during the call; the original module is always put back.
-
-    Args:
-        batch_size: ablated copies per forward (pgc's default 32).
-        ratio_channels_to_ablate: fraction of channels to ablate (pgc's experimental speed-up; 1.0 = all).
-        **options: see :class:`PGCExplainer`.
-    """
-
-    description = "pytorch-grad-cam AblationCAM: gradient-free, ablates each channel (batch_size=32)"
-    cam_class = "AblationCAM"
-
-    def __init__(
-        self, model: nn.Module, *, batch_size: int = 32, ratio_channels_to_ablate: float = 1.0, **options: Any
-    ) -> None:
-        super().__init__(model, **options)
-        if not 0.0 < ratio_channels_to_ablate <= 1.0:
-            raise ValueError(f"ratio_channels_to_ablate must be in (0, 1], got {ratio_channels_to_ablate}")
-        self.batch_size = positive_int("batch_size", batch_size)
-        self.ratio_channels_to_ablate = float(ratio_channels_to_ablate)
-
-    def _cam_kwargs(self) -> dict[str, Any]:
-        from pytorch_grad_cam.ablation_layer import AblationLayer
-
-        # A fresh AblationLayer per call: pgc's default argument is one shared instance that keeps the last batch.
-        return {
-            "ablation_layer": AblationLayer(),
-            "batch_size": self.batch_size,
-            "ratio_channels_to_ablate": self.ratio_channels_to_ablate,
-        }
-
-
-@register_explainer("pgc.fullgrad")
-class PGCFullGrad(PGCExplainer):
-    """FullGrad (Srinivas & Fleuret 2019): ``|input x input-gradient|`` plus ``|bias x gradient|`` of every Conv2d /
-    BatchNorm2d with a bias, each resized to the image and summed.
-
-    It uses every biased layer, never a single target layer, so ``target_layer`` is rejected (``uses_layer`` is
-    False) and no default layer is searched.
-    """
-
-    description = "pytorch-grad-cam FullGrad: input-gradient and bias-gradients of all conv/BN layers (no layer)"
     uses_layer = False
-    cam_class = "FullGrad"
 
     def _cam_layers(self) -> list[nn.Module]:
         return []  # FullGrad finds its own layers (and prints a warning if given any)
 
 
-@register_explainer("pgc.finercam")
-class PGCFinerCAM(PGCExplainer):
-    """Finer-CAM (Zhang et al. 2025): Grad-CAM of the target logit *minus* the logits of the most similar classes,
-    which highlights what tells the target apart from its look-alikes.
-
-    For each sample, the comparison classes are those whose logits are closest to the target's (ranks
+class _FinerComparison(PGCExplainer):
+    """For each sample, the comparison classes are those whose logits are closest to the target's (ranks
     ``comparison_categories`` of that ordering, the target being rank 0), weighted by their softmax probability,
     exactly as pytorch-grad-cam does for the predicted class when it is given no targets.
 
@@ -435,8 +276,6 @@ class PGCFinerCAM(PGCExplainer):
         **options: see :class:`PGCExplainer` (``aug_smooth`` is not supported by FinerCAM).
     """
 
-    description = "pytorch-grad-cam FinerCAM: Grad-CAM of target vs its most similar classes (alpha=1)"
-    cam_class = "FinerCAM"
     supports_aug_smooth = False
 
     def __init__(
@@ -452,7 +291,7 @@ class PGCFinerCAM(PGCExplainer):
     def _pgc_targets(self, logits: Tensor, targets: Tensor) -> list[Any]:
         from pytorch_grad_cam.utils.model_targets import FinerWeightedTarget
 
-        gap = (logits - logits.gather(1, targets.unsqueeze(1))).abs()
+        gap = (logits - logits.gather(1, targets.unsqueeze(1))).abs()  # (B, K) distance to the target's logit
         gap.scatter_(1, targets.unsqueeze(1), -1.0)  # the target is rank 0 even if another class ties with it
         order = gap.argsort(dim=1).tolist()
         ranks = [r for r in self.comparison_categories if r < logits.shape[1]]
@@ -464,3 +303,132 @@ class PGCFinerCAM(PGCExplainer):
     def extra_repr(self) -> str:
         parts = [f"alpha={self.alpha}", f"comparison_categories={self.comparison_categories}", super().extra_repr()]
         return ", ".join(p for p in parts if p)
+
+
+# -- the table ------------------------------------------------------------------------------------------------
+
+
+class _Method(NamedTuple):
+    """One row of :data:`_METHODS`: everything that tells one ``pgc.*`` backend from another."""
+
+    name: str  # registry name
+    class_name: str  # exaug class, exported from this module
+    cam_class: str  # class in ``pytorch_grad_cam``
+    summary: str  # class docstring
+    description: str  # one line for ``exaug explainers``
+    base: type = PGCExplainer  # special handling, if any
+    options: dict[str, _Option] | None = None  # constructor options of the pgc method
+
+
+_METHODS: tuple[_Method, ...] = (
+    _Method("pgc.gradcam", "PGCGradCAM", "GradCAM",
+            "Grad-CAM (pytorch-grad-cam ``GradCAM``): channel weights = spatial mean of the gradient.",
+            "pytorch-grad-cam GradCAM (reference for the native gradcam)"),
+    _Method("pgc.hirescam", "PGCHiResCAM", "HiResCAM",
+            "HiResCAM (Draelos & Carin 2020): element-wise gradient x activation, summed over channels.",
+            "pytorch-grad-cam HiResCAM: sum_k grad * activation (faithful to the model's computation)"),
+    _Method("pgc.gradcam_elementwise", "PGCGradCAMElementWise", "GradCAMElementWise",
+            "Grad-CAM element-wise: ``sum_k ReLU(grad * activation)``.",
+            "pytorch-grad-cam GradCAMElementWise: sum_k ReLU(grad * activation)"),
+    _Method("pgc.gradcam++", "PGCGradCAMPlusPlus", "GradCAMPlusPlus",
+            "Grad-CAM++ (Chattopadhay et al. 2018): second-order-style weighting of positive gradients.",
+            "pytorch-grad-cam GradCAMPlusPlus"),
+    _Method("pgc.xgradcam", "PGCXGradCAM", "XGradCAM",
+            "XGrad-CAM (Fu et al. 2020): gradients weighted by the normalised activations.",
+            "pytorch-grad-cam XGradCAM"),
+    _Method("pgc.layercam", "PGCLayerCAM", "LayerCAM",
+            "LayerCAM (Jiang et al. 2021): ``sum_k ReLU(grad) * activation``, usable on early layers.",
+            "pytorch-grad-cam LayerCAM: sum_k ReLU(grad) * activation"),
+    _Method("pgc.eigencam", "PGCEigenCAM", "EigenCAM",
+            "Eigen-CAM (Muhammad & Yeasin 2020): first principal component of the activations; ignores the target.",
+            "pytorch-grad-cam EigenCAM: first principal component of the activations (class-agnostic)"),
+    _Method("pgc.eigengradcam", "PGCEigenGradCAM", "EigenGradCAM",
+            "Eigen-Grad-CAM: first principal component of gradient x activation.",
+            "pytorch-grad-cam EigenGradCAM: first principal component of grad * activation"),
+    _Method("pgc.kpca_cam", "PGCKPCACAM", "KPCA_CAM",
+            "KPCA-CAM (Karmani et al. 2024): first kernel principal component of the activations; ignores the "
+            "target.",
+            "pytorch-grad-cam KPCA_CAM: kernel PCA of the activations (class-agnostic, scikit-learn)",
+            options={"kernel": _Option("sigmoid", None, "scikit-learn ``KernelPCA`` kernel (pgc's default)."),
+                     "gamma": _Option(None, None, "kernel coefficient (``None``: scikit-learn's default).")}),
+    _Method("pgc.fem", "PGCFEM", "FEM",
+            "FEM (Fuad et al. 2020): channels weighted by how often they exceed mean + k std; ignores the target.",
+            "pytorch-grad-cam FEM: k-sigma feature explanation (class-agnostic, no gradients)",
+            options={"k": _Option(2.0, None, "the threshold in standard deviations (pgc's default 2).")}),
+    _Method("pgc.seg_eigencam", "PGCSegEigenCAM", "SegEigenCAM",
+            "Seg-Eigen-CAM (Chung & Ying 2025): principal component of ``|grad| * activation`` with a sign "
+            "correction. Designed for segmentation; on a classifier it explains the target logit like "
+            "Eigen-Grad-CAM with absolute gradients.",
+            "pytorch-grad-cam SegEigenCAM: sign-corrected principal component of |grad| * activation"),
+    _Method("pgc.shapleycam", "PGCShapleyCAM", "ShapleyCAM",
+            "ShapleyCAM (Cai 2025): weights = spatial mean of ``grad - 0.5 * Hessian-vector product`` (double "
+            "backward).",
+            "pytorch-grad-cam ShapleyCAM: gradient and Hessian-vector product weights (double backward)",
+            base=_FrozenSafeShapley),
+    _Method("pgc.randomcam", "PGCRandomCAM", "RandomCAM",
+            "pytorch-grad-cam's control: uniform random channel weights in ``[-1, 1]`` (numpy's global RNG).",
+            "pytorch-grad-cam RandomCAM: random channel weights (control; numpy global RNG)"),
+    _Method("pgc.scorecam", "PGCScoreCAM", "ScoreCAM",
+            "Score-CAM (Wang et al. 2020): channel weights = softmax of the target scores of the image masked by "
+            "each upsampled activation map. No gradients; ``C`` masked copies of each image for a layer with ``C`` "
+            "channels.",
+            "pytorch-grad-cam ScoreCAM: gradient-free, one masked copy per channel and image (batch_size=16)",
+            base=_ScoreCAMBatching,
+            options={"batch_size": _Option(16, positive_int, "masked images per forward (pgc's default 16).")}),
+    _Method("pgc.ablationcam", "PGCAblationCAM", "AblationCAM",
+            "Ablation-CAM (Desai & Ramaswamy 2020): channel weights = relative drop of the target score when the "
+            "channel is ablated. No gradients; ``C / batch_size`` forwards of ``batch_size`` copies per image.",
+            "pytorch-grad-cam AblationCAM: gradient-free, ablates each channel (batch_size=32)",
+            base=_FreshAblationLayer,
+            options={
+                "batch_size": _Option(32, positive_int, "ablated copies per forward (pgc's default 32)."),
+                "ratio_channels_to_ablate": _Option(
+                    1.0, _unit_fraction, "fraction of channels to ablate (pgc's experimental speed-up; 1.0 = all)."
+                ),
+            }),
+    _Method("pgc.fullgrad", "PGCFullGrad", "FullGrad",
+            "FullGrad (Srinivas & Fleuret 2019): ``|input x input-gradient|`` plus ``|bias x gradient|`` of every "
+            "Conv2d / BatchNorm2d with a bias, each resized to the image and summed.",
+            "pytorch-grad-cam FullGrad: input-gradient and bias-gradients of all conv/BN layers (no layer)",
+            base=_AllBiasedLayers),
+    _Method("pgc.finercam", "PGCFinerCAM", "FinerCAM",
+            "Finer-CAM (Zhang et al. 2025): Grad-CAM of the target logit *minus* the logits of the most similar "
+            "classes, which highlights what tells the target apart from its look-alikes.",
+            "pytorch-grad-cam FinerCAM: Grad-CAM of target vs its most similar classes (alpha=1)",
+            base=_FinerComparison),
+)
+
+
+def _method_doc(method: _Method, base: type) -> str:
+    """The generated class's docstring: the table's summary, then the options or the special handling."""
+    doc = method.summary
+    if method.options:
+        lines = [f"    {name}: {option.doc} Default ``{option.default!r}``." for name, option in method.options.items()]
+        doc += "\n\nArgs:\n" + "\n".join(lines) + "\n    **options: see :class:`PGCExplainer`."
+    if base.__doc__ and base not in (PGCExplainer, _PGCWithOptions):
+        doc += "\n\n" + inspect.cleandoc(base.__doc__)
+    return doc
+
+
+def _make_backend(method: _Method) -> type[PGCExplainer]:
+    """Build, register and return the class of one table row."""
+    base = _PGCWithOptions if method.options and method.base is PGCExplainer else method.base
+    attrs: dict[str, Any] = {
+        "__module__": __name__,
+        "__qualname__": method.class_name,
+        "__doc__": _method_doc(method, base),
+        "cam_class": method.cam_class,
+        "description": method.description,
+    }
+    if method.options:
+        attrs["cam_options"] = dict(method.options)
+    cls = type(method.class_name, (base,), attrs)
+    return register_explainer(method.name)(cls)
+
+
+# Module-level names, so the classes import, pickle and show in docs like hand-written ones.
+for _method in _METHODS:
+    globals()[_method.class_name] = _make_backend(_method)
+del _method
+
+__all__ = ["PGCExplainer", *(method.class_name for method in _METHODS)]

@@ -32,10 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..utils.checks import check_images
+from ..utils.checks import check_images, positive_int, probability
+from ..utils.images import check_baseline, make_baseline
 from ..utils.isolation import isolated
-from .base import Explainer, positive_int
-from .captum_backends import _check_baseline, make_baseline
+from .base import Explainer
 from .registry import register_explainer
 
 __all__ = ["MaskPlan", "plan_masks", "render_masks", "rise_masks", "RISEExplainer", "RELAXExplainer", "RelaxResult"]
@@ -60,16 +60,10 @@ class MaskPlan(NamedTuple):
     size: tuple[int, int]
 
 
-def _probability(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
-        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
-    return float(value)
-
-
 def plan_masks(n_masks: int, size: tuple[int, int], grid: int = 7, p: float = 0.5, seed: int = 0) -> MaskPlan:
     """Draw the grids and shifts of ``n_masks`` masks from a private generator seeded with ``seed``."""
     n_masks, grid = positive_int("n_masks", n_masks), positive_int("grid", grid)
-    p = _probability("p", p)
+    p = probability("p", p)
     h, w = size
     cell = (math.ceil(h / grid), math.ceil(w / grid))
     generator = torch.Generator().manual_seed(int(seed))
@@ -136,7 +130,7 @@ class _RandomMaskExplainer(Explainer):
         p: probability that a grid cell is kept.
         batch_size: masked images per forward pass (memory bound).
         baseline: what masked-out pixels become: ``"zero"`` (RISE's ``x * M``), ``"blur"`` (COCOA), a number or a
-            tensor, see :func:`exaug.explainers.captum_backends.make_baseline`.
+            tensor, see :func:`exaug.utils.images.make_baseline`.
         seed: seed of the private mask generator.
     """
 
@@ -154,9 +148,9 @@ class _RandomMaskExplainer(Explainer):
         super().__init__(model)
         self.n_masks = positive_int("n_masks", n_masks)
         self.grid = positive_int("grid", grid)
-        self.p = _probability("p", p)
+        self.p = probability("p", p)
         self.batch_size = positive_int("batch_size", batch_size)
-        self.baseline = _check_baseline(baseline)
+        self.baseline = check_baseline(baseline)
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
             raise ValueError(f"seed must be an int, got {seed!r}")
         self.seed = int(seed)

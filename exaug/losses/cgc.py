@@ -69,11 +69,25 @@ class CGCLoss(nn.Module):
     """InfoNCE between transformed original heatmaps and augmented-view heatmaps (CGC).
 
     Example:
-        >>> spatial = ReplayableSpatial()
-        >>> augmented, params = spatial(images)
-        >>> h_orig, logits, pred = cgc_heatmaps(model, model.encoder.layer4, images)
-        >>> h_aug, aug_logits, _ = cgc_heatmaps(model, model.encoder.layer4, augmented, pred)
-        >>> loss = F.cross_entropy(logits, labels) + 0.5 * CGCLoss(0.5)(spatial.apply(h_orig, params), h_aug)
+        In training the transform is :class:`exaug.augment.ReplayableSpatial` (random resized crop + flip, replayed
+        on the maps with ``spatial.apply(h_orig, params)``); a horizontal flip, its own replay, keeps this short.
+
+        >>> import torch
+        >>> import torch.nn.functional as F
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        ...                       nn.Linear(4, 5))
+        >>> images, labels = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 3])
+        >>> augmented = images.flip(-1)
+        >>> h_orig, logits, pred = cgc_heatmaps(model, model[0], images)  # maps (4, 1, 8, 8), sum-normalised
+        >>> h_aug, _, _ = cgc_heatmaps(model, model[0], augmented, pred)
+        >>> loss = F.cross_entropy(logits, labels) + 0.5 * CGCLoss(0.5)(h_orig.flip(-1), h_aug)
+        >>> loss.backward()  # reaches the conv weights through both maps (second order)
+        >>> model[0].weight.grad.shape
+        torch.Size([4, 3, 3, 3])
+
+    Shape:
+        ``transformed``, ``augmented``: ``(B, ...)`` (e.g. ``(B, 1, H, W)``), same shape -> ``()``.
 
     Args:
         temperature: ``t`` (CGC: 0.5).

@@ -9,7 +9,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .supcon import _check_features, _check_labels, _check_temperatures, _check_values, _gather, contrastive_loss
+from .functional import (
+    check_features,
+    check_labels,
+    check_temperatures,
+    check_values,
+    contrastive_loss,
+    gather_contrast_set,
+)
 
 __all__ = ["ExConBLoss"]
 
@@ -39,6 +46,21 @@ class ExConBLoss(nn.Module):
             ``"one"``: only its view-0 entry counts. With identical views, ``"all"`` and
             ``background_weight=1/n_views`` equals ``"one"`` with weight 1.
         check_inputs: check for NaN/inf (error) and non-normalised features (one warning); one host sync.
+
+    Shape:
+        ``features`` ``(batch, n_views, dim)``, ``labels`` ``(batch,)``, ``background`` ``(batch,)`` -> ``()``.
+
+    Example:
+        >>> import torch
+        >>> import torch.nn.functional as F
+        >>> from exaug.losses import SupConLoss
+        >>> features = F.normalize(torch.randn(5, 2, 16), dim=-1)
+        >>> labels = torch.tensor([0, 1, 0, 1, 1])
+        >>> background = torch.tensor([False, False, False, False, True])  # row 4: a wrongly classified mask
+        >>> loss = ExConBLoss()(features, labels, background)
+        >>> no_background = ExConBLoss()(features[:4], labels[:4], background[:4])
+        >>> bool(torch.isclose(no_background, SupConLoss()(features[:4], labels[:4])))
+        True
     """
 
     def __init__(
@@ -51,7 +73,7 @@ class ExConBLoss(nn.Module):
         check_inputs: bool = True,
     ) -> None:
         super().__init__()
-        _check_temperatures(temperature, base_temperature)
+        check_temperatures(temperature, base_temperature)
         if background_copies not in ("all", "one"):
             raise ValueError(f"`background_copies` must be 'all' or 'one', got {background_copies!r}")
         if not background_weight >= 0:
@@ -75,18 +97,21 @@ class ExConBLoss(nn.Module):
         Returns:
             Scalar loss.
         """
-        _check_features(features)
+        check_features(features)
         n, n_views = features.shape[:2]
-        labels = _check_labels(labels, n, features.device)
+        labels = check_labels(labels, n, features.device)
         if not isinstance(background, Tensor) or background.dtype != torch.bool or background.shape != (n,):
             is_tensor = isinstance(background, Tensor)
             desc = f"{background.dtype} {tuple(background.shape)}" if is_tensor else type(background).__name__
             raise ValueError(f"`background` must be a bool tensor of shape (batch,) = ({n},), got {desc}")
         background = background.to(features.device)
         if self.check_inputs:
-            _check_values(self, features)
+            self._warned_norm |= check_values(features, warn=None if self._warned_norm else type(self).__name__)
 
-        offset, contrast, all_labels, all_background = _gather(self.gather_distributed, features, labels, background)
+        # contrast (m, n_views, dim); all_labels, all_background (m,): this rank's rows start at `offset`.
+        offset, contrast, all_labels, all_background = gather_contrast_set(
+            self.gather_distributed, features, labels, background
+        )
         # Background rows are never positives (columns) and never anchors (rows).
         positives = (labels[:, None] == all_labels[None, :]) & ~all_background[None, :] & ~background[:, None]
         # Denominator weight per (view, sample) entry: 1 for ordinary rows; background rows get

@@ -1,148 +1,22 @@
-"""Supervised contrastive loss (Khosla et al., 2020) with the interface and semantics of SupContrast.
-
-This module also holds the math shared with :class:`~exaug.losses.ExConBLoss`: input checks, the (optional)
-cross-rank gather of the contrast set and :func:`contrastive_loss`, the masked log-probability loss.
-"""
+"""Supervised contrastive loss (Khosla et al., 2020) with the interface and semantics of SupContrast."""
 
 from __future__ import annotations
 
-import warnings
 from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
-from ..utils import dist
+from .functional import (
+    check_features,
+    check_labels,
+    check_temperatures,
+    check_values,
+    contrastive_loss,
+    gather_contrast_set,
+)
 
 __all__ = ["SupConLoss", "contrastive_loss"]
-
-
-def contrastive_loss(
-    features: Tensor,
-    contrast: Tensor,
-    positives: Tensor,
-    weights: Optional[Tensor] = None,
-    offset: int = 0,
-    anchor_views: Optional[int] = None,
-    temperature: float = 0.07,
-    base_temperature: float = 0.07,
-) -> Tensor:
-    """Masked supervised contrastive loss, the single implementation behind SupCon and ExConB.
-
-    Entries are (view, sample) pairs laid out view-major, as in SupContrast. Anchor ``i`` is one of the first
-    ``anchor_views`` views of a local sample; for each anchor
-
-    ``L_i = -t/base_t * sum_p m_ip log( exp(s_ip) / sum_{a != i} w_a exp(s_ia) ) / sum_p m_ip``,  ``s = e.e / t``,
-
-    where ``m`` is ``positives`` tiled over views with the anchor's own entry removed. Anchors whose positive
-    weights sum to 0 are dropped, and the result is the mean over the remaining anchors.
-
-    Args:
-        features: ``(n, n_views, dim)`` local embeddings; the anchors come from here.
-        contrast: ``(m, n_views, dim)`` contrast set; ``features`` is rows ``offset:offset + n`` of it.
-        positives: ``(n, m)`` sample-level positive weights (bool or float >= 0). Self pairs may be set;
-            only the anchor's own entry is removed, its other views stay positives.
-        weights: ``(n_views, m)`` denominator weight of every contrast entry (``None``: all ones). Must be
-            > 0 wherever ``positives`` is.
-        offset: index in ``contrast`` of local sample 0.
-        anchor_views: number of leading views used as anchors (``None``: all).
-        temperature: ``t``.
-        base_temperature: ``base_t``; the loss is scaled by ``t / base_t``.
-
-    Returns:
-        Scalar loss. If no anchor has a positive: a zero connected to ``features`` (its gradient is zero).
-    """
-    n, n_views, dim = features.shape
-    m = contrast.shape[0]
-    anchor_views = n_views if anchor_views is None else anchor_views
-    device = features.device
-
-    anchors = features[:, :anchor_views].transpose(0, 1).reshape(-1, dim)  # (anchor_views * n, dim)
-    entries = contrast.transpose(0, 1).reshape(-1, dim)  # (n_views * m, dim)
-    logits = anchors @ entries.T / temperature
-
-    # An anchor's own entry: same view, sample offset + k. Block-diagonal over views of a shifted identity.
-    same_sample = (torch.arange(n, device=device) + offset)[:, None] == torch.arange(m, device=device)
-    same_view = torch.arange(anchor_views, device=device)[:, None] == torch.arange(n_views, device=device)
-    is_self = (same_view[:, None, :, None] & same_sample[None, :, None, :]).reshape(anchors.shape[0], -1)
-
-    pos = positives.to(logits.dtype).repeat(anchor_views, n_views).masked_fill(is_self, 0)
-    if weights is None:
-        weights = torch.ones(n_views, m, dtype=logits.dtype, device=device)
-    denom = weights.to(logits.dtype).reshape(1, -1).expand_as(logits).masked_fill(is_self, 0)
-
-    n_pos = pos.sum(1)
-    has_pos = n_pos > 0
-    # log w turns the weighted sum into a plain logsumexp (w = 0 -> -inf -> excluded). Anchors without positives
-    # are discarded below, but an all -inf row would still put NaN into the backward pass; give them every entry.
-    log_denom = torch.where(has_pos[:, None], denom.log(), torch.zeros_like(denom))
-    log_prob = logits - torch.logsumexp(logits + log_denom, dim=1, keepdim=True)
-    mean_log_prob_pos = (pos * log_prob).sum(1) / torch.where(has_pos, n_pos, torch.ones_like(n_pos))
-    per_anchor = -(temperature / base_temperature) * mean_log_prob_pos  # exactly 0 where has_pos is False
-    # Mean over anchors with >= 1 positive, without a host sync; 0 / 1 when there is none.
-    return per_anchor.sum() / has_pos.sum().clamp(min=1)
-
-
-# ---------------------------------------------------------------------------------------------- input checks
-
-
-def _check_features(features: Tensor) -> None:
-    if not isinstance(features, Tensor) or features.dim() != 3:
-        shape = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
-        raise ValueError(f"`features` must have shape (batch, n_views, dim), got {shape}")
-    if not features.is_floating_point():
-        raise ValueError(f"`features` must be a floating-point tensor, got {features.dtype}")
-
-
-def _is_compiling() -> bool:
-    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)  # torch >= 2.3
-    return bool(is_compiling and is_compiling())
-
-
-def _check_values(module: nn.Module, features: Tensor) -> None:
-    """NaN/inf -> error; not L2-normalised -> one warning per module. One host sync for both."""
-    if features.numel() == 0 or torch.jit.is_scripting() or _is_compiling():
-        return
-    x = features.detach()
-    tol = max(1e-3, 10 * torch.finfo(x.dtype).eps)
-    flags = torch.stack([~torch.isfinite(x).all(), ((x.norm(dim=-1) - 1).abs() > tol).any()]).tolist()
-    if flags[0]:
-        raise ValueError("`features` contains NaN or inf")
-    if flags[1] and not module._warned_norm:
-        module._warned_norm = True
-        warnings.warn(
-            f"{type(module).__name__}: `features` are not L2-normalised along the last dim (expected unit norm, "
-            "e.g. torch.nn.functional.normalize(z, dim=-1)); pass check_inputs=False to skip this check",
-            stacklevel=3,
-        )
-
-
-def _check_labels(labels: Tensor, n: int, device: torch.device) -> Tensor:
-    if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.shape[0] != n:
-        shape = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
-        raise ValueError(f"`labels` must have shape (batch,) = ({n},) to match `features`, got {shape}")
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise ValueError(f"`labels` must be an integer tensor (e.g. torch.int64), got {labels.dtype}")
-    return labels.to(device)
-
-
-def _check_temperatures(temperature: float, base_temperature: float) -> None:
-    if not temperature > 0 or not base_temperature > 0:
-        raise ValueError(
-            f"temperatures must be > 0, got temperature={temperature}, base_temperature={base_temperature}"
-        )
-
-
-def _gather(enabled: bool, features: Tensor, *others: Optional[Tensor]) -> tuple:
-    """``(offset, features_all, *others_all)``: the global contrast set when ``enabled`` and distributed."""
-    if not (enabled and dist.is_distributed()):
-        return (0, features, *others)
-    sizes = dist.gather_sizes(features.shape[0], features.device)
-    offset = sum(sizes[: dist.rank()])
-    return (offset, dist.gather(features, sizes), *(None if o is None else dist.gather(o, sizes) for o in others))
-
-
-# ---------------------------------------------------------------------------------------------- the loss
 
 
 class SupConLoss(nn.Module):
@@ -171,6 +45,19 @@ class SupConLoss(nn.Module):
             with a positive.
         check_inputs: check for NaN/inf (error) and non-normalised features (one warning). Costs one host
             sync per call; disable in tight loops.
+
+    Shape:
+        ``features`` ``(batch, n_views, dim)``, ``labels`` ``(batch,)``, ``mask`` ``(batch, batch)`` -> ``()``.
+
+    Example:
+        >>> import torch
+        >>> import torch.nn.functional as F
+        >>> features = F.normalize(torch.randn(4, 2, 16), dim=-1)  # 4 samples, 2 views each
+        >>> criterion = SupConLoss(temperature=0.1)
+        >>> supcon = criterion(features, torch.tensor([0, 1, 0, 1]))
+        >>> simclr = criterion(features)  # positives: the other view of the same sample
+        >>> bool(torch.isclose(simclr, criterion(features, mask=torch.eye(4))))
+        True
     """
 
     def __init__(
@@ -184,7 +71,7 @@ class SupConLoss(nn.Module):
         super().__init__()
         if contrast_mode not in ("all", "one"):
             raise ValueError(f"`contrast_mode` must be 'all' or 'one', got {contrast_mode!r}")
-        _check_temperatures(temperature, base_temperature)
+        check_temperatures(temperature, base_temperature)
         self.temperature = temperature
         self.contrast_mode = contrast_mode
         self.base_temperature = base_temperature
@@ -206,16 +93,16 @@ class SupConLoss(nn.Module):
         Returns:
             Scalar loss.
         """
-        _check_features(features)
+        check_features(features)
         if labels is not None and mask is not None:
             raise ValueError("pass either `labels` or `mask`, not both")
         n = features.shape[0]
         if labels is not None:
-            labels = _check_labels(labels, n, features.device)
+            labels = check_labels(labels, n, features.device)
         if self.check_inputs:
-            _check_values(self, features)
+            self._warned_norm |= check_values(features, warn=None if self._warned_norm else type(self).__name__)
 
-        offset, contrast, all_labels = _gather(self.gather_distributed, features, labels)
+        offset, contrast, all_labels = gather_contrast_set(self.gather_distributed, features, labels)
         m = contrast.shape[0]
         if labels is not None:
             positives = labels[:, None] == all_labels[None, :]

@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..augment.masking import gaussian_blur as _blur
+from ..utils.images import gaussian_blur as _blur
 from ..utils.checks import check_images, check_labels
 from .base import check_model, normalisation, predict
 

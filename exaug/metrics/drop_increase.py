@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from ..augment.masking import Fill, apply_mask, fill_like, keep_mask
 from ..explainers import Explainer
-from ..explainers.base import positive_int
+from ..utils.checks import positive_int
 from ..utils.checks import check_images
 from .base import Metric, check_fractions, check_model, check_saliency, predict, resolve_explainer
 

@@ -1,14 +1,15 @@
-"""Input validation shared by explainers, the augment, the saliency cache and the metrics: errors name the
-argument and what was expected."""
+"""Input validation shared by explainers, the augment, the saliency cache, the metrics and the explanation
+targets: errors name the argument and what was expected."""
 
 from __future__ import annotations
 
-from typing import Any
+import numbers
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
-__all__ = ["check_images", "check_indices", "check_labels"]
+__all__ = ["check_images", "check_indices", "check_labels", "positive_int", "non_negative_float", "probability"]
 
 
 def check_images(images: Any, name: str = "images") -> Tensor:
@@ -61,3 +62,50 @@ def check_indices(
         if lo < 0 or hi >= size:
             raise ValueError(f"{name} must lie in [0, {size}), got values in [{lo}, {hi}]")
     return indices
+
+
+def positive_int(name: str, value: Any, allow_none: bool = False) -> int | None:
+    """``value`` as an int >= 1 (or ``None`` when allowed), else a ``ValueError`` naming the option.
+
+    Example:
+        >>> positive_int("n_steps", 16)
+        16
+        >>> positive_int("n_steps", 0)
+        Traceback (most recent call last):
+        ...
+        ValueError: n_steps must be a positive int, got 0
+    """
+    if value is None and allow_none:
+        return None
+    # bool is an Integral, but True as a batch size is a bug, not a 1.
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive int{' or None' if allow_none else ''}, got {value!r}")
+    return int(value)
+
+
+def _real_number(name: str, value: Any, accept: Callable[[float], bool], expected: str) -> float:
+    """``float(value)`` if it is a real number (not a bool) that ``accept`` approves, else a ``ValueError``."""
+    # `not accept(...)` rather than a negated comparison inside accept: NaN fails every comparison, so it is rejected.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not accept(value):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return float(value)
+
+
+def non_negative_float(name: str, value: Any) -> float:
+    """``value`` as a float >= 0, else a ``ValueError`` naming the option (NaN is rejected).
+
+    Example:
+        >>> non_negative_float("stdevs", 0)
+        0.0
+    """
+    return _real_number(name, value, lambda v: v >= 0, "a non-negative number")
+
+
+def probability(name: str, value: Any) -> float:
+    """``value`` as a float strictly inside ``(0, 1)``, else a ``ValueError`` naming the option.
+
+    Example:
+        >>> probability("p", 0.5)
+        0.5
+    """
+    return _real_number(name, value, lambda v: 0 < v < 1, "a number in (0, 1)")

@@ -3,7 +3,8 @@
 Every explainer, the masking check forward and the metrics call the user's model in places where the user
 did not ask for training: BatchNorm must not update its running statistics, dropout must be off, and the
 gradients the user may have accumulated (for example between two steps of gradient accumulation) must be
-exactly as they were. :func:`isolated` is the one place that guarantees this.
+exactly as they were. :func:`isolated` is the one place that guarantees this. The helpers that *check* the
+guarantee (``snapshot_state``, ``assert_same_state``, ``check_explainer_contract``) are in :mod:`exaug.testing`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
-import torch
 from torch import nn
 
 __all__ = ["isolated", "hook_count"]
@@ -74,40 +74,3 @@ def hook_count(model: nn.Module) -> int:
         if hooks:
             total += len(hooks)
     return total
-
-
-def snapshot_state(model: nn.Module) -> dict[str, object]:
-    """Deep copy of everything the isolation contract protects (for tests and debugging).
-
-    Returns:
-        dict with cloned parameters, gradients (or None), buffers, training flags and the hook count.
-    """
-    with torch.no_grad():
-        return {
-            "params": {n: p.detach().clone() for n, p in model.named_parameters()},
-            "grads": {n: (None if p.grad is None else p.grad.detach().clone()) for n, p in model.named_parameters()},
-            "buffers": {n: b.detach().clone() for n, b in model.named_buffers()},
-            "training": {n: m.training for n, m in model.named_modules()},
-            "requires_grad": {n: p.requires_grad for n, p in model.named_parameters()},
-            "hooks": hook_count(model),
-        }
-
-
-def assert_same_state(before: dict[str, object], after: dict[str, object]) -> None:
-    """Raise ``AssertionError`` naming the first difference between two :func:`snapshot_state` results."""
-    for key in ("training", "requires_grad"):
-        if before[key] != after[key]:
-            diff = [n for n in before[key] if before[key][n] != after[key].get(n)]  # type: ignore[index]
-            raise AssertionError(f"{key} changed for {diff[:5]}")
-    if before["hooks"] != after["hooks"]:
-        raise AssertionError(f"hooks left on the model: {before['hooks']} before, {after['hooks']} after")
-    for key in ("params", "buffers", "grads"):
-        b, a = before[key], after[key]
-        if b.keys() != a.keys():  # type: ignore[union-attr]
-            raise AssertionError(f"{key}: names changed")
-        for name in b:  # type: ignore[union-attr]
-            x, y = b[name], a[name]  # type: ignore[index]
-            if (x is None) != (y is None):
-                raise AssertionError(f"{key}[{name}]: None-ness changed ({x is None} -> {y is None})")
-            if x is not None and not torch.equal(x, y):
-                raise AssertionError(f"{key}[{name}] changed")

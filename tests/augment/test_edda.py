@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from exaug.augment import EDDAAugment, EDDAParams
-from exaug.utils.isolation import assert_same_state, snapshot_state
+from exaug.testing import assert_same_state, snapshot_state
 
 
 def rank_saliency(images: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:

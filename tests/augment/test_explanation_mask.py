@@ -6,7 +6,7 @@ import torch
 from exaug import ExplanationMaskAugment, create_explainer
 from exaug.augment import apply_mask, keep_mask
 from exaug.explainers import normalize_saliency
-from exaug.utils.isolation import assert_same_state, snapshot_state
+from exaug.testing import assert_same_state, snapshot_state
 
 
 def naive_routing(aug: ExplanationMaskAugment, x, v1, v2, y, model):

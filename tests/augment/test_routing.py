@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from exaug.augment import ExplanationMaskAugment, MaskParams, SaliencyCache
-from exaug.utils.isolation import assert_same_state, snapshot_state
+from exaug.testing import assert_same_state, snapshot_state
 
 
 def hand_made_params(x: torch.Tensor, correct: list[bool]) -> MaskParams:

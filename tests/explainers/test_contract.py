@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import exaug
-from exaug.utils.isolation import assert_same_state, snapshot_state
+from exaug.testing import assert_same_state, snapshot_state
 
 NAMES = exaug.list_explainers()
 

@@ -11,7 +11,8 @@ import torch
 
 import exaug
 from exaug.explainers import grad_cam, normalize_saliency
-from exaug.utils.isolation import assert_same_state, hook_count, snapshot_state
+from exaug.testing import assert_same_state, snapshot_state
+from exaug.utils.isolation import hook_count
 
 pgc = pytest.importorskip("pytorch_grad_cam")
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
@@ -168,3 +169,86 @@ def test_progress_bars_are_silenced(tiny_resnet, capsys):
     import pytorch_grad_cam.score_cam
 
     assert pytorch_grad_cam.score_cam.tqdm.__name__ == "tqdm"  # restored
+
+
+# -- the table the pgc.* backends are generated from --------------------------------------------------------------
+
+# Independent of the table: the registered names, their pgc classes and their own constructor options as they were
+# hand-written before the table existed.
+EXPECTED_BACKENDS = {
+    "pgc.gradcam": ("PGCGradCAM", "GradCAM", {}),
+    "pgc.hirescam": ("PGCHiResCAM", "HiResCAM", {}),
+    "pgc.gradcam_elementwise": ("PGCGradCAMElementWise", "GradCAMElementWise", {}),
+    "pgc.gradcam++": ("PGCGradCAMPlusPlus", "GradCAMPlusPlus", {}),
+    "pgc.xgradcam": ("PGCXGradCAM", "XGradCAM", {}),
+    "pgc.layercam": ("PGCLayerCAM", "LayerCAM", {}),
+    "pgc.eigencam": ("PGCEigenCAM", "EigenCAM", {}),
+    "pgc.eigengradcam": ("PGCEigenGradCAM", "EigenGradCAM", {}),
+    "pgc.kpca_cam": ("PGCKPCACAM", "KPCA_CAM", {"kernel": "sigmoid", "gamma": None}),
+    "pgc.fem": ("PGCFEM", "FEM", {"k": 2.0}),
+    "pgc.seg_eigencam": ("PGCSegEigenCAM", "SegEigenCAM", {}),
+    "pgc.shapleycam": ("PGCShapleyCAM", "ShapleyCAM", {}),
+    "pgc.randomcam": ("PGCRandomCAM", "RandomCAM", {}),
+    "pgc.scorecam": ("PGCScoreCAM", "ScoreCAM", {"batch_size": 16}),
+    "pgc.ablationcam": ("PGCAblationCAM", "AblationCAM", {"batch_size": 32, "ratio_channels_to_ablate": 1.0}),
+    "pgc.fullgrad": ("PGCFullGrad", "FullGrad", {}),
+    "pgc.finercam": ("PGCFinerCAM", "FinerCAM", {"alpha": 1.0, "comparison_categories": (1, 2, 3)}),
+}
+
+
+def test_every_table_row_is_a_registered_importable_class():
+    import pickle
+
+    from exaug.explainers import pgc as module
+
+    assert exaug.list_explainers("pgc.*") == sorted(EXPECTED_BACKENDS)
+    assert sorted(module.__all__) == sorted(["PGCExplainer", *(c for c, _, _ in EXPECTED_BACKENDS.values())])
+    descriptions = exaug.describe_explainers()
+    for name, (class_name, cam_class, defaults) in EXPECTED_BACKENDS.items():
+        cls = getattr(module, class_name)
+        assert cls.__name__ == class_name and cls.__module__ == module.__name__
+        assert issubclass(cls, module.PGCExplainer) and cls.cam_class == cam_class
+        assert hasattr(pgc, cam_class), f"{cam_class} is not a pytorch_grad_cam class"
+        assert descriptions[name] == cls.description and cls.__doc__.strip()
+        assert pickle.loads(pickle.dumps(cls)) is cls
+        explainer = exaug.create_explainer(name, torch.nn.Conv2d(3, 2, 1))
+        assert type(explainer) is cls
+        assert {option: getattr(explainer, option) for option in defaults} == defaults
+        assert explainer.uses_layer is (name != "pgc.fullgrad")
+
+
+def test_option_defaults_are_documented_in_the_generated_docstrings():
+    from exaug.explainers import pgc as module
+
+    assert "kernel: " in module.PGCKPCACAM.__doc__ and "``'sigmoid'``" in module.PGCKPCACAM.__doc__
+    assert "ratio_channels_to_ablate" in module.PGCAblationCAM.__doc__
+    assert "AblationLayer" in module.PGCAblationCAM.__doc__  # the special handling is described too
+
+
+def test_table_options_are_validated_and_reach_pgc(tiny_resnet):
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        exaug.create_explainer("pgc.scorecam", tiny_resnet, batch_size=0)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        exaug.create_explainer("pgc.ablationcam", tiny_resnet, batch_size=True)
+    with pytest.raises(ValueError, match=r"ratio_channels_to_ablate must be in \(0, 1\]"):
+        exaug.create_explainer("pgc.ablationcam", tiny_resnet, ratio_channels_to_ablate=0.0)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'kernal'"):
+        exaug.create_explainer("pgc.kpca_cam", tiny_resnet, kernal="rbf")
+    fem = exaug.create_explainer("pgc.fem", tiny_resnet, target_layer="layer2", k=0.5)
+    assert fem._cam_kwargs() == {"k": 0.5}
+    score = exaug.create_explainer("pgc.scorecam", tiny_resnet, target_layer="layer2", batch_size=3)
+    assert score._create_cam().batch_size == 3
+    ablation = exaug.create_explainer("pgc.ablationcam", tiny_resnet, target_layer="layer2", batch_size=5)
+    first, second = ablation._cam_kwargs(), ablation._cam_kwargs()
+    assert first["batch_size"] == 5 and first["ratio_channels_to_ablate"] == 1.0
+    assert first["ablation_layer"] is not second["ablation_layer"]  # a fresh AblationLayer per call
+
+
+@pytest.mark.parametrize("k", [0.5, 3.0])
+def test_fem_option_changes_the_map_like_direct_pgc(k, tiny_resnet64):
+    x = torch.randn(3, 3, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    ours = exaug.create_explainer("pgc.fem", tiny_resnet64, target_layer="layer2", k=k)(x, TARGETS)
+    model = copy.deepcopy(tiny_resnet64)
+    with pgc.FEM(model, [model.layer2], k=k) as cam:
+        reference = cam(x, [ClassifierOutputTarget(t) for t in TARGETS])
+    torch.testing.assert_close(ours, minmax(reference), rtol=0, atol=1e-6)

@@ -16,7 +16,7 @@ from exaug.metrics import (
     plot_reliability,
     reliability_bins,
 )
-from exaug.utils.isolation import assert_same_state, snapshot_state
+from exaug.testing import assert_same_state, snapshot_state
 
 MEAN = (0.5071, 0.4867, 0.4408)
 STD = (0.2675, 0.2565, 0.2761)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from exaug.metrics import CORRUPTIONS, SEVERITY_PARAMETERS, corrupt, corruption_accuracy
-from exaug.utils.isolation import assert_same_state, snapshot_state
+from exaug.testing import assert_same_state, snapshot_state
 
 
 def smooth_images(n=4, size=32, seed=0):

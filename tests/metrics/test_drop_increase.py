@@ -7,7 +7,7 @@ import torch
 
 from exaug.explainers import create_explainer
 from exaug.metrics import DROP_INCREASE_KEYS, DropIncrease, drop_increase
-from exaug.utils.isolation import assert_same_state, snapshot_state
+from exaug.testing import assert_same_state, snapshot_state
 
 
 def naive_drop_increase(model, images, saliency, q, fill_value=0.0):

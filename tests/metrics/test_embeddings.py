@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from exaug.metrics import compute_embeddings, plot_tsne, training_stability
-from exaug.utils.isolation import assert_same_state, snapshot_state
+from exaug.testing import assert_same_state, snapshot_state
 
 
 def test_training_stability_by_hand():

@@ -17,7 +17,7 @@ from exaug.metrics import (
     square_perturbation,
     uniform_perturbation,
 )
-from exaug.utils.isolation import assert_same_state, snapshot_state
+from exaug.testing import assert_same_state, snapshot_state
 
 
 def eval_copy(model):

@@ -15,7 +15,7 @@ from exaug.metrics import (
     representation_similarity_score,
     step_counts,
 )
-from exaug.utils.isolation import assert_same_state, snapshot_state
+from exaug.testing import assert_same_state, snapshot_state
 
 
 

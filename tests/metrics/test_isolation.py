@@ -22,7 +22,7 @@ from exaug.metrics import (
     pgd,
     sensitivity_max,
 )
-from exaug.utils.isolation import assert_same_state, snapshot_state
+from exaug.testing import assert_same_state, snapshot_state
 
 SAL = torch.rand(6, 1, 16, 16, generator=torch.Generator().manual_seed(0))
 
