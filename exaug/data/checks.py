@@ -147,7 +147,7 @@ def check_images(
     from tqdm.auto import tqdm  # imported here: only a check pays for it
 
     bad = []
-    with tqdm(total=len(positions), desc=f"checking {name}", unit="img", disable=not progress, leave=False) as bar:
+    with tqdm(total=len(positions), desc="checking images", unit="img", disable=not progress, leave=False) as bar:
         for batch in loader:
             for k, reason in batch:
                 if reason is not None:

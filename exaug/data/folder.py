@@ -17,9 +17,11 @@ __all__ = ["ImageFolder", "folder_classes"]
 
 
 def _class_folders(root: str) -> tuple[list[str], list[str]]:
-    """``(class folders, skipped hidden / unsafe folders)`` directly under ``root``, both sorted."""
-    names = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
-    return [n for n in names if entry_problem(n) is None], [n + "/" for n in names if entry_problem(n) is not None]
+    """``(class folders, skipped hidden entries)`` directly under ``root``, both sorted (hidden files count as
+    skipped too, so that a folder and its zip report the same entries)."""
+    entries = sorted(os.scandir(root), key=lambda entry: entry.name)
+    classes = [e.name for e in entries if e.is_dir() and entry_problem(e.name) is None]
+    return classes, [e.name + ("/" if e.is_dir() else "") for e in entries if entry_problem(e.name) is not None]
 
 
 def folder_classes(root: str | os.PathLike[str]) -> list[str] | None:

@@ -108,9 +108,12 @@ class ImageFiles:
         truncated file is caught).
         """
         try:
-            with Image.open(self.open_file(index)) as image:
+            handle = self.open_file(index)
+            with Image.open(handle) as image:
                 image.verify()
-            with Image.open(self.open_file(index)) as image:
+            if not isinstance(handle, str):
+                handle.seek(0)  # read once, decode twice: a zip member is not read and inflated again
+            with Image.open(handle) as image:
                 image.draft("RGB", (1, 1))
                 image.load()
         except Exception as err:  # noqa: BLE001 (see load)
