@@ -42,6 +42,7 @@ def write_layout(root: Path, files: dict[str, bytes], as_zip: bool) -> Path:
     ``build_dataset`` takes (the folder or the zip)."""
     if as_zip:
         path = root.with_suffix(".zip")
+        path.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(path, "w") as archive:
             for name, data in files.items():
                 archive.writestr(name, data)
