@@ -15,6 +15,7 @@ from .builders import (
     list_datasets,
     split_train_val,
     subset,
+    unwrap_subset,
 )
 from .checks import BadImage, ImageCheckReport, check_images
 from .classmap import check_class_maps, dataset_classes
@@ -52,4 +53,5 @@ __all__ = [
     "render_shapes",
     "split_train_val",
     "subset",
+    "unwrap_subset",
 ]

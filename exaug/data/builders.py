@@ -28,6 +28,7 @@ __all__ = [
     "list_datasets",
     "split_train_val",
     "subset",
+    "unwrap_subset",
 ]
 
 _IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -192,6 +193,24 @@ def dataset_targets(dataset: Dataset) -> Tensor | None:
     if targets is None:
         return None
     return torch.as_tensor(targets, dtype=torch.int64).reshape(-1)
+
+
+def unwrap_subset(dataset: Dataset, indices: Sequence[int]) -> tuple[Dataset, list[int]]:
+    """The innermost dataset under (nested) ``Subset`` wrappers and the indices into it of ``indices``.
+
+    Example:
+        >>> from torch.utils.data import Subset, TensorDataset
+        >>> import torch
+        >>> base = TensorDataset(torch.arange(10))
+        >>> inner, positions = unwrap_subset(Subset(Subset(base, [9, 8, 7, 6]), [3, 0]), [0, 1])
+        >>> inner is base, positions
+        (True, [6, 9])
+    """
+    positions = [int(i) for i in indices]
+    while isinstance(dataset, Subset):
+        positions = [int(dataset.indices[i]) for i in positions]
+        dataset = dataset.dataset
+    return dataset, positions
 
 
 def _length(dataset: Dataset, argument: str) -> int:

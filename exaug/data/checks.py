@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
+from .builders import unwrap_subset
 from .imagefiles import BadImageError, ImageFiles
 from .names import describe_dataset
 
@@ -82,15 +83,6 @@ def _as_list(batch: list[Any]) -> list[Any]:
     return batch
 
 
-def _resolve(dataset: Dataset, positions: Sequence[int]) -> tuple[Any, list[int]]:
-    """The dataset under ``Subset`` wrappers and the indices into it of ``positions``."""
-    indices = list(positions)
-    while isinstance(dataset, Subset):
-        indices = [int(dataset.indices[i]) for i in indices]
-        dataset = dataset.dataset
-    return dataset, indices
-
-
 def check_images(
     dataset: Dataset,
     indices: Sequence[int] | None = None,
@@ -138,7 +130,7 @@ def check_images(
         raise ValueError(f"num_workers must be a non-negative int, got {num_workers!r}")
     n = len(dataset)  # type: ignore[arg-type]
     positions = list(range(n)) if indices is None else [range(n)[i] for i in indices]
-    files, base_indices = _resolve(dataset, positions)
+    files, base_indices = unwrap_subset(dataset, positions)
     name = describe_dataset(files)
     if not isinstance(files, ImageFiles):
         return ImageCheckReport(name, 0, (), reads_files=False)

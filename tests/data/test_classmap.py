@@ -122,3 +122,11 @@ def test_tinyimagenet_val_with_unknown_classes(tmp_path: Path) -> None:
     (root / "val" / "val_annotations.txt").write_text("v.JPEG\tn01\n")
     val = build_dataset("tinyimagenet", root, "val", classes=["n00", "n01"])
     assert val.classes == ["n00", "n01"] and val.targets == [1]
+
+
+def test_training_classes_follow_a_rewritten_zip(tmp_path: Path) -> None:
+    root = write_layout(tmp_path / "data", _layout({"ant": 1, "cow": 1}, {"cow": 1}), as_zip=True)
+    assert build_dataset("imagefolder-zip", root, "test").targets == [1]
+    root.unlink()
+    write_layout(tmp_path / "data", _layout({"ant": 1, "bee": 1, "cow": 1}, {"cow": 1}), as_zip=True)
+    assert build_dataset("imagefolder-zip", root, "test").targets == [2]  # not a stale cached class list
