@@ -95,7 +95,14 @@ def _training_classes(name: str, root: str, split: str | None) -> list[str] | No
     training split itself, and (with a warning) when ``root`` has no training split to take them from."""
     if split in (None, "train"):
         return None
-    found = zip_split_classes(root, "train") if name == "imagefolder-zip" else folder_classes(os.path.join(root, "train"))
+    # A missing zip or split folder is the constructor's (clearer) error, with no warning before it.
+    exists = os.path.isfile(root) if name == "imagefolder-zip" else os.path.isdir(os.path.join(root, split))
+    if not exists:
+        return None
+    if name == "imagefolder-zip":
+        found = zip_split_classes(root, "train")
+    else:
+        found = folder_classes(os.path.join(root, "train"))
     if found is None:
         warnings.warn(
             f"{name} {root!r} has no 'train' split, so split {split!r} is labelled by its own sorted class "

@@ -130,3 +130,11 @@ def test_training_classes_follow_a_rewritten_zip(tmp_path: Path) -> None:
     root.unlink()
     write_layout(tmp_path / "data", _layout({"ant": 1, "bee": 1, "cow": 1}, {"cow": 1}), as_zip=True)
     assert build_dataset("imagefolder-zip", root, "test").targets == [2]  # not a stale cached class list
+
+
+@pytest.mark.parametrize("name, as_zip", KINDS)
+def test_missing_data_is_still_a_clear_error(tmp_path: Path, name: str, as_zip: bool) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(FileNotFoundError, match="zip_path" if as_zip else "not a directory"):
+            build_dataset(name, tmp_path / ("absent.zip" if as_zip else "absent"), "test")
