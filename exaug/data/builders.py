@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 import urllib.error
+import warnings
 from typing import Any, Callable, Sequence
 
 import torch
@@ -12,9 +13,12 @@ import torchvision
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
+from .classmap import validate_classes
+from .folder import ImageFolder, folder_classes
+from .names import describe_dataset
 from .synthetic import SYNTHETIC_MEAN, SYNTHETIC_STD, SyntheticShapes
 from .tinyimagenet import TinyImageNet
-from .zipfolder import ImageFolderZip
+from .zipfolder import ImageFolderZip, zip_split_classes
 
 __all__ = [
     "DATASET_STATS",
@@ -24,6 +28,7 @@ __all__ = [
     "list_datasets",
     "split_train_val",
     "subset",
+    "unwrap_subset",
 ]
 
 _IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -85,6 +90,28 @@ def _build_cifar(name: str, root: str, split: str, transform: Any, download: boo
         ) from err
 
 
+def _training_classes(name: str, root: str, split: str | None) -> list[str] | None:
+    """The training split's classes of a folder dataset, to label another ``split`` with; ``None`` for the
+    training split itself, and (with a warning) when ``root`` has no training split to take them from."""
+    if split in (None, "train"):
+        return None
+    # A missing zip or split folder is the constructor's (clearer) error, with no warning before it.
+    exists = os.path.isfile(root) if name == "imagefolder-zip" else os.path.isdir(os.path.join(root, split))
+    if not exists:
+        return None
+    if name == "imagefolder-zip":
+        found = zip_split_classes(root, "train")
+    else:
+        found = folder_classes(os.path.join(root, "train"))
+    if found is None:
+        warnings.warn(
+            f"{name} {root!r} has no 'train' split, so split {split!r} is labelled by its own sorted class "
+            "folders; pass classes= (the classes the model was trained on) to be sure the labels match.",
+            stacklevel=3,
+        )
+    return found
+
+
 def build_dataset(
     name: str,
     root: str | os.PathLike[str] | None,
@@ -92,9 +119,17 @@ def build_dataset(
     transform: Callable[[Any], Any] | None = None,
     *,
     download: bool = False,
+    classes: Sequence[str] | None = None,
+    skip_bad_images: bool = False,
     **options: Any,
 ) -> Dataset:
     """Build a dataset by name.
+
+    Every split is labelled in the label space of the training split: for ``imagefolder`` and
+    ``imagefolder-zip``, a non-training split without ``classes`` takes the class folders of ``root``'s
+    ``train`` split (Tiny ImageNet's classes come from ``wnids.txt`` for every split; CIFAR and synthetic have
+    fixed classes). A split lacking some classes keeps the right labels; a class folder found only outside
+    the training split raises ``ValueError`` naming it, at construction, before any training.
 
     Args:
         name: one of :func:`list_datasets`:
@@ -104,16 +139,22 @@ def build_dataset(
             * ``cifar10`` / ``cifar100``: torchvision, ``root`` holds (or is) ``cifar-10-batches-py`` /
               ``cifar-100-python``;
             * ``tinyimagenet``: :class:`TinyImageNet`, ``root`` is ``tiny-imagenet-200`` or its parent;
-            * ``imagefolder``: torchvision ``ImageFolder`` of ``root/split`` (``root`` when ``split`` is ``None``);
+            * ``imagefolder``: :class:`~exaug.data.ImageFolder` (torchvision's, with the safeguards) of
+              ``root/split`` (``root`` when ``split`` is ``None``);
             * ``imagefolder-zip``: :class:`ImageFolderZip`, ``root`` is the ``.zip`` file.
         root: data location (see above).
         split: ``"train"`` or ``"test"`` (Tiny ImageNet also ``"val"``, the same images as ``"test"``).
         transform: per-sample transform (e.g. :class:`~exaug.transforms.ExConTransform`).
         download: let torchvision download CIFAR when missing (needs internet).
+        classes: the label space in label order (the training split's ``classes``); ``None``: as above. For
+            CIFAR and synthetic it must equal the dataset's own classes.
+        skip_bad_images: for the file-based datasets (Tiny ImageNet, image folders), replace an unreadable image
+            by the next readable one instead of raising :class:`~exaug.data.BadImageError`; no effect on the
+            in-memory ones (CIFAR, synthetic), which have no image files.
         **options: extra constructor arguments (``synthetic`` only).
 
     Raises:
-        ValueError: unknown name (with the closest valid one) or split.
+        ValueError: unknown name (with the closest valid one) or split; a class outside the training classes.
         FileNotFoundError: the data is not where ``root`` says, with how to fix it.
         TypeError: ``options`` given to a dataset that takes none.
     """
@@ -122,20 +163,31 @@ def build_dataset(
     if options and name != "synthetic":
         raise TypeError(f"dataset {name!r} takes no extra options, got {sorted(options)}")
     if name == "synthetic":
-        return SyntheticShapes(split, transform=transform, **options)
+        return _with_fixed_classes(SyntheticShapes(split, transform=transform, **options), classes)
     if root is None:
         raise ValueError(f"dataset {name!r} needs root (--data-root): the folder or file holding the data")
     root = os.fspath(root)
     if name in _CIFAR:
-        return _build_cifar(name, root, split, transform, download)
+        return _with_fixed_classes(_build_cifar(name, root, split, transform, download), classes)
+    files = {"classes": classes, "skip_bad_images": skip_bad_images}
     if name == "tinyimagenet":
-        return TinyImageNet(root, split, transform=transform)
+        return TinyImageNet(root, split, transform=transform, **files)
+    if classes is None:
+        files["classes"] = _training_classes(name, root, split)
     if name == "imagefolder-zip":
-        return ImageFolderZip(root, split, transform=transform)
+        return ImageFolderZip(root, split, transform=transform, **files)
     folder = os.path.join(root, split) if split else root
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"imagefolder: {folder!r} is not a directory (expected {folder}/<class>/<image>)")
-    return torchvision.datasets.ImageFolder(folder, transform=transform)
+    return ImageFolder(folder, transform=transform, **files)
+
+
+def _with_fixed_classes(dataset: Any, classes: Sequence[str] | None) -> Dataset:
+    """``dataset`` after checking that ``classes``, when given, is its own (fixed) class list."""
+    if classes is not None and validate_classes(classes) != list(dataset.classes):
+        raise ValueError(f"classes must be the fixed classes of {describe_dataset(dataset)} in their order "
+                         f"{list(dataset.classes)}, got {list(classes)}")
+    return dataset
 
 
 def dataset_targets(dataset: Dataset) -> Tensor | None:
@@ -148,6 +200,24 @@ def dataset_targets(dataset: Dataset) -> Tensor | None:
     if targets is None:
         return None
     return torch.as_tensor(targets, dtype=torch.int64).reshape(-1)
+
+
+def unwrap_subset(dataset: Dataset, indices: Sequence[int]) -> tuple[Dataset, list[int]]:
+    """The innermost dataset under (nested) ``Subset`` wrappers and the indices into it of ``indices``.
+
+    Example:
+        >>> from torch.utils.data import Subset, TensorDataset
+        >>> import torch
+        >>> base = TensorDataset(torch.arange(10))
+        >>> inner, positions = unwrap_subset(Subset(Subset(base, [9, 8, 7, 6]), [3, 0]), [0, 1])
+        >>> inner is base, positions
+        (True, [6, 9])
+    """
+    positions = [int(i) for i in indices]
+    while isinstance(dataset, Subset):
+        positions = [int(dataset.indices[i]) for i in positions]
+        dataset = dataset.dataset
+    return dataset, positions
 
 
 def _length(dataset: Dataset, argument: str) -> int:
