@@ -2,6 +2,7 @@
 
 from .config import METHODS, TrainConfig
 from .run import TrainedRun, load_run
-from .trainer import Trainer, TrainingDiverged, cosine_factor
+from .trainer import Trainer, TrainingDiverged, cosine_factor, describe_methods
 
-__all__ = ["METHODS", "TrainConfig", "TrainedRun", "Trainer", "TrainingDiverged", "cosine_factor", "load_run"]
+__all__ = ["METHODS", "TrainConfig", "TrainedRun", "Trainer", "TrainingDiverged", "cosine_factor", "describe_methods",
+           "load_run"]
