@@ -210,8 +210,19 @@ def save_overlays(
     """Write ``<out>/<i>_<name>.png`` (image | overlay) per image and ``<out>/grid.png``.
 
     Args:
-        display: ``(B, 3, H, W)`` images in ``[0, 1]``.
-        saliency: ``(B, 1, H, W)`` maps in ``[0, 1]``.
+        display: images in ``[0, 1]``.
+        saliency: maps in ``[0, 1]``.
+        out: output folder (created).
+        names: one short name per image, used in the file names and titles.
+        titles: one overlay title per image (after ``"<explainer> / "``).
+        explainer: the explainer's name, for the titles.
+
+    Returns:
+        The written paths, the grid last.
+
+    Shape:
+        - display: ``(B, 3, H, W)``
+        - saliency: ``(B, 1, H, W)``
     """
     import matplotlib
 
