@@ -49,7 +49,7 @@ def parse_value(text: str) -> Any:
     text = text.strip()
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except ValueError:  # JSONDecodeError, or an integer past Python's digit limit
         pass
     try:
         # literal_eval only builds constants and containers: it never runs code.
