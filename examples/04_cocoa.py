@@ -74,7 +74,7 @@ def main() -> None:
 
     if args.out is not None:
         from exaug.data import dataset_stats
-        from exaug.explain_cli import save_overlays
+        from exaug.cli.explain import save_overlays
 
         mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in dataset_stats("synthetic"))
         display = (explicands * std + mean).clamp(0, 1)

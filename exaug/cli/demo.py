@@ -3,6 +3,13 @@
 Trains two small runs with the reference :class:`~exaug.training.Trainer` (same seed, data and budget), then
 writes ``report.md`` with a results table and PNG figures: learning curves and a grid of originals, saliency
 maps and the masked views that ExConB routed as positives or background negatives.
+
+The demo's logic lives here, with its command, because it is an application (two training runs and a report),
+not a building block: :func:`run_demo` is its Python entry point.
+
+Exit codes: 0 success; 2 bad usage (bad ``--device``, ``--out`` is a file); 1 the run failed (a training run
+diverged or could not write its folder); 130 interrupted. Errors are reported by :func:`exaug.cli.main` (see
+:mod:`exaug.cli.errors`).
 """
 
 from __future__ import annotations
@@ -14,7 +21,9 @@ from typing import Any
 
 import torch
 
-__all__ = ["DEMO_SETTINGS", "add_parser", "run_demo"]
+from .errors import usage_errors
+
+__all__ = ["DEMO_SETTINGS", "add_parser", "run", "run_demo"]
 
 #: The demo's budget: small enough for 2 CPU cores in a few minutes, large enough for the methods to separate.
 DEMO_SETTINGS: dict[str, Any] = {
@@ -39,8 +48,16 @@ METHODS = ("supcon", "exconb")
 
 def run_demo(out: str | Path = "exaug-demo", *, quick: bool = False, device: str = "auto", seed: int = 0,
              quiet: bool = True) -> Path:
-    """Train SupCon and ExConB, then write the report; returns the path of ``report.md``."""
-    from .training import TrainConfig, Trainer
+    """Train SupCon and ExConB, then write the report; returns the path of ``report.md``.
+
+    Args:
+        out: output folder (created; the two run folders inside it are trained afresh).
+        quick: a much smaller budget (seconds), for smoke tests.
+        device: ``"cpu"``, ``"cuda"``, ... or ``"auto"``.
+        seed: seed of both runs.
+        quiet: no per-epoch progress bars.
+    """
+    from ..training import TrainConfig, Trainer
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -105,7 +122,7 @@ def _plot_masks(trainer: Any, path: Path, n: int = 8) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .transforms import unnormalize
+    from ..transforms import unnormalize
 
     images, labels = next(trainer.data.val_batches(trainer.device, torch.contiguous_format))
     images, labels = images[:n], labels[:n]
@@ -140,7 +157,7 @@ def _plot_masks(trainer: Any, path: Path, n: int = 8) -> Path:
 def _explanation_quality(trainers: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Drop/increase at keep 45% for each run, when the metrics package is available."""
     try:
-        from .metrics import DropIncrease
+        from ..metrics import DropIncrease
     except ImportError:
         return {}
     results: dict[str, dict[str, float]] = {}
@@ -211,12 +228,24 @@ def _fmt(value: Any, digits: int = 2) -> str:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``exaug demo``."""
-    parser = subparsers.add_parser("demo", help="SupCon vs ExConB on built-in synthetic data; writes report.md")
-    parser.add_argument("--out", default="exaug-demo", help="output folder (default: ./exaug-demo)")
+    parser = subparsers.add_parser("demo", help="SupCon vs ExConB on built-in synthetic data; writes report.md",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="exaug-demo", help="output folder (default: ./%(default)s)")
     parser.add_argument("--quick", action="store_true", help="a much smaller run (seconds), for smoke tests")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, ... (default: auto)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, ... (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     parser.add_argument("--progress", action="store_true", help="show per-epoch progress bars")
-    parser.set_defaults(func=lambda args: run_demo(args.out, quick=args.quick, device=args.device, seed=args.seed,
-                                                   quiet=not args.progress) and 0)
+    parser.set_defaults(func=run)
     return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``exaug demo`` (:func:`run_demo`); returns the exit code."""
+    from ..training.distributed import resolve_device
+
+    with usage_errors():  # before minutes of training: a RuntimeError here is a wrong --device
+        resolve_device(args.device)
+        if Path(args.out).exists() and not Path(args.out).is_dir():
+            raise NotADirectoryError(f"--out {args.out!r} is a file, not a folder")
+    run_demo(args.out, quick=args.quick, device=args.device, seed=args.seed, quiet=not args.progress)
+    return 0

@@ -1,24 +1,14 @@
-"""``exaug evaluate`` / ``exaug compare`` through their parser functions on a fresh argparse parser."""
+"""``exaug evaluate`` through :func:`exaug.cli.main` on tiny trained runs."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 import torch
 
-from exaug.evaluation.cli import add_compare_parser, add_evaluate_parser, add_parser, parse_options
-
-
-def main(argv: list[str]) -> int:
-    """What ``exaug.cli.main`` does with the subcommands mounted."""
-    parser = argparse.ArgumentParser(prog="exaug")
-    sub = parser.add_subparsers(dest="command")
-    add_evaluate_parser(sub)
-    add_compare_parser(sub)
-    args = parser.parse_args(argv)
-    return args.func(args)
+from exaug.cli import main
+from exaug.cli.options import options_by_section, parse_option
 
 
 def test_evaluate_command(runs, tmp_path, capsys):
@@ -40,8 +30,18 @@ def test_evaluate_options(runs, tmp_path):
     assert result["settings"]["calibration"] == {"n_bins": 5, "fgsm_eps": 4 / 255, "corruptions": ["contrast"],
                                                  "severity": 5}
     assert list(result["metrics"]["calibration"]["corruptions"]) == ["contrast"]
-    assert parse_options(["drop_increase.keep_fractions=0.3,0.45", "drop_increase.fill=blur"]) == {
+    items = ["drop_increase.keep_fractions=0.3,0.45", "drop_increase.fill=blur"]
+    assert options_by_section(map(parse_option, items)) == {
         "drop_increase": {"keep_fractions": (0.3, 0.45), "fill": "blur"}}
+
+
+def test_evaluate_json_list_option(runs, tmp_path):
+    code = main(["evaluate", "--run", str(runs["supcon_s3"]), "--metrics", "drop_increase", "--samples", "8",
+                 "--option", "drop_increase.keep_fractions=[0.3,0.45]", "--out", str(tmp_path), "--quiet"])
+    assert code == 0
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["settings"]["drop_increase"]["keep_fractions"] == [0.3, 0.45]
+    assert len(result["metrics"]["drop_increase"]) == 2
 
 
 @pytest.mark.parametrize(
@@ -69,22 +69,3 @@ def test_evaluate_missing_run_and_checkpoint(runs, tmp_path, capsys):
     assert main(["evaluate", "--run", str(runs["supcon_s3"]), "--checkpoint", str(tmp_path / "x.pt"),
                  "--out", str(tmp_path), "--quiet"]) == 1
     assert "exaug evaluate: error:" in capsys.readouterr().err
-
-
-def test_compare_command(evaluated_runs, tmp_path, capsys):
-    folders = [str(evaluated_runs[k]) for k in ("exconb_s3", "exconb_s4", "supcon_s3")]
-    assert main(["compare", *folders, "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("# Comparison of 3 runs") and "| exconb | 2 (seeds 3, 4) |" in out
-    assert (tmp_path / "compare.md").is_file() and (tmp_path / "compare.json").is_file()
-    assert main(["compare", str(tmp_path / "nope")]) == 2
-    assert "not an exaug run folder" in capsys.readouterr().err
-
-
-def test_add_parser_registers_both():
-    parser = argparse.ArgumentParser(prog="exaug")
-    add_parser(parser.add_subparsers(dest="command"))
-    assert parser.parse_args(["compare", "a", "b"]).runs == ["a", "b"]
-    assert parser.parse_args(["evaluate", "--run", "r"]).metrics == "all"
-    with pytest.raises(SystemExit):
-        parser.parse_args(["evaluate"])  # --run is required

@@ -22,3 +22,16 @@ def test_quick_demo_writes_report_and_figures(tmp_path, capsys):
     assert "report:" in capsys.readouterr().out
     # Running it again starts afresh instead of refusing the existing folders.
     assert main(["demo", "--quick", "--out", str(out), "--device", "cpu"]) == 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--device", "cuda:7"], "device 'cuda:7'"),
+    (["--out", "FILE"], "is a file, not a folder"),
+])
+def test_demo_usage_errors_before_training(argv, message, tmp_path, capsys):
+    (tmp_path / "FILE").write_text("")
+    argv = [str(tmp_path / "FILE") if a == "FILE" else a for a in argv]
+    assert main(["demo", "--quick", "--device", "cpu", *argv]) == 2  # the last --device wins
+    err = capsys.readouterr().err
+    assert err.startswith("exaug demo: error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "exaug-demo").exists()

@@ -7,26 +7,17 @@ import argparse
 import pytest
 import torch
 
-from exaug import explain_cli
-from exaug.training import TrainConfig, Trainer
-
-TINY = dict(
-    method="supcon", dataset="synthetic", model="resnet18", width=0.0625, feat_dim=16, epochs=1, batch_size=16,
-    lr=0.05, classifier_lr=0.05, train_samples=48, eval_samples=32, quiet=True, device="cpu", seed=3,
-)
+from exaug.cli import build_parser, main
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("explain") / "run"
-    Trainer(TrainConfig(**TINY, out=str(out))).fit()
-    return out
+def tiny_run(runs):
+    """A SupCon run on the synthetic data (tests/cli/conftest.py)."""
+    return runs["supcon_s3"]
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="exaug")
-    explain_cli.add_parser(parser.add_subparsers(dest="command"))
-    return parser.parse_args(["explain", *argv])
+    return build_parser().parse_args(["explain", *argv])
 
 
 def pngs(folder):
@@ -43,7 +34,13 @@ def test_class_target_writes_one_png_per_image_and_a_grid(tiny_run, tmp_path):
 def test_cocoa_target_with_rise_options(tiny_run, tmp_path):
     args = parse("--run", str(tiny_run), "--index", "1", "--target", "cocoa", "--corpus-class", "2",
                  "--corpus-size", "4", "--foil-size", "8", "--explainer", "rise", "--option", "n_masks=32",
-                 "--option", "grid=4", "--option", 'baseline="blur"', "--out", str(tmp_path))
+                 "--option", "grid=4", "--option", 'baseline="blur"', "--out", str(tmp_path / "json"))
+    assert args.func(args) == 0
+    assert pngs(tmp_path / "json") == ["000_test1.png", "grid.png"]
+    # The same with a bare word: strings need no JSON quotes.
+    args = parse("--run", str(tiny_run), "--index", "1", "--target", "cocoa", "--corpus-class", "2",
+                 "--corpus-size", "4", "--foil-size", "8", "--explainer", "rise", "--option", "n_masks=32",
+                 "--option", "grid=4", "--option", "baseline=blur", "--out", str(tmp_path))
     assert args.func(args) == 0
     assert pngs(tmp_path) == ["000_test1.png", "grid.png"]
 
@@ -90,15 +87,44 @@ def test_model_by_name_on_a_dataset(tmp_path):
          "label-free"),
     ],
 )
-def test_errors_name_the_argument(argv, message, tmp_path):
-    args = parse(*argv, "--out", str(tmp_path))
-    with pytest.raises(SystemExit, match=message):
-        args.func(args)
+def test_errors_name_the_argument(argv, message, tmp_path, capsys):
+    assert main(["explain", *argv, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("exaug explain: error: ") and message in err and err.count("\n") == 1
+    with pytest.raises(ValueError, match=message):
+        main(["--debug", "explain", *argv, "--out", str(tmp_path)])
 
 
-def test_bad_option_syntax():
-    with pytest.raises(SystemExit):
+def test_bad_option_syntax(capsys):
+    with pytest.raises(SystemExit) as info:
         parse("--model", "resnet18", "--option", "n_masks")
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("exaug explain: error: argument --option: --option 'n_masks' must look like KEY=VALUE")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--class", "10"], "--class 10 is out of range: the classifier has 10 classes"),
+    (["--class", "-1"], "--class -1 is out of range"),
+    (["--device", "cuda:7"], "device 'cuda:7'"),
+    (["--option", "relux=1"], "relux"),
+])
+def test_more_usage_errors(argv, message, tmp_path, capsys):
+    base = ["explain", "--model", "resnet18", "--dataset", "synthetic", "--index", "0", "--image-size", "16"]
+    assert main([*base, *argv, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("exaug explain: error: ") and message in err and err.count("\n") == 1
+
+
+def test_unreadable_image_and_missing_run(tmp_path, capsys):
+    bogus = tmp_path / "not-an-image.png"
+    bogus.write_text("plain text")
+    assert main(["explain", "--model", "resnet18", "--image", str(bogus), "--out", str(tmp_path)]) == 2
+    assert "is not a readable image" in capsys.readouterr().err
+    assert main(["explain", "--run", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("exaug explain: error: ") and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("target, explainer, options, expected", [

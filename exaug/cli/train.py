@@ -1,0 +1,93 @@
+"""``exaug train``: the reference trainer from the command line (also under ``torchrun -m exaug train``).
+
+Exit codes: 0 finished; 2 bad usage (unknown method / dataset / model, missing data, bad device or ``--config``
+file, an unusable ``--resume`` checkpoint: everything raised while building the run from the arguments; also an
+unknown explainer or ``--option``); 1 the run failed (training diverged, a checkpoint could not be written, the
+``--out`` folder already holds a run); 130 interrupted (the trainer saves ``interrupted.pt``). Errors are
+reported by :func:`exaug.cli.main` (see :mod:`exaug.cli.errors`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+from .errors import usage_errors
+from .options import add_option_argument
+
+__all__ = ["add_parser", "run"]
+
+
+def _methods_text() -> str:
+    """One line per training method, from the trainer's own descriptions."""
+    from ..training import describe_methods
+
+    described = describe_methods()
+    width = max(len(name) for name in described)
+    return "\n".join(f"  {name:<{width}}  {text}" for name, text in described.items())
+
+
+class _DefaultOnce:
+    """A parser proxy that keeps one default per help text.
+
+    ``add_config_arguments`` appends ``(default: <value>)`` to every field's help, also where the help already
+    states the default in words (``(default: --epochs)`` then ``(default: None)``): the appended one is dropped.
+    """
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self._parser = parser
+
+    def add_argument(self, *names: str, **kwargs: Any) -> argparse.Action:
+        head, appended, _ = (kwargs.get("help") or "").rpartition(" (default: ")
+        if appended and "(default:" in head:
+            kwargs["help"] = head
+        return self._parser.add_argument(*names, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._parser, name)
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``exaug train``."""
+    from ..training.config import add_config_arguments
+
+    parser = subparsers.add_parser(
+        "train",
+        help="train SupCon / ExCon / ExConB / CE / EDDA / CGC (the ExCon paper's Algorithm 1)",
+        description=(
+            "Train an encoder with a contrastive (or cross-entropy) objective and a linear classifier.\n"
+            f"Methods (--method):\n{_methods_text()}\n\n"
+            "Example (paper recipe, CIFAR-100, ExConB):\n"
+            "  exaug train --method exconb --dataset cifar100 --data-root ~/data --model resnet50 --epochs 200 \\\n"
+            "      --batch-size 256 --lr 0.5 --temperature 0.1 --exp-start-epoch 50 --seed 1 --out runs/x\n"
+            "Multi-GPU: torchrun --nproc_per_node=4 -m exaug train ..."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_config_arguments(_DefaultOnce(parser))  # type: ignore[arg-type]
+    add_option_argument(parser, "explainer option, merged over the --config file's explainer_options",
+                        example="relu=false")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train as ``args`` describe and print the outcome; returns the exit code."""
+    from ..training import Trainer
+    from ..training.config import config_from_args
+
+    with usage_errors():
+        config = config_from_args(args)
+        if args.option:
+            config = dataclasses.replace(config, explainer_options={**config.explainer_options, **dict(args.option)})
+        trainer = Trainer(config)
+    try:
+        summary = trainer.fit()
+    finally:
+        trainer.close()
+    if trainer.ctx.is_main:
+        best = summary.get("best_val_top1")
+        best_text = "n/a" if best is None else f"{best:.2f}"
+        print(f"{summary['status']}: best val top-1 {best_text}, results in {summary['out']}")
+    return 130 if summary["status"] == "interrupted" else 0
