@@ -1,4 +1,5 @@
-"""Small helpers shared by ``evaluate`` and ``compare``: Markdown tables, number formatting, JSON, versions."""
+"""Output helpers shared by ``evaluate`` and ``compare``: Markdown tables, number formatting, atomic JSON and text
+writing, package versions."""
 
 from __future__ import annotations
 
