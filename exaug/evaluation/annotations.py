@@ -48,8 +48,8 @@ def object_masks(dataset: Dataset, indices: Sequence[int], size: tuple[int, int]
         ...         m = torch.zeros(1, 4, 4, dtype=torch.bool)
         ...         m[:, i:i + 2, i:i + 2] = True
         ...         return m
-        >>> object_masks(Squares(), [1], (2, 2)).int().tolist()  # resized, nearest
-        [[[[1, 0], [0, 1]]]]
+        >>> object_masks(Squares(), [1], (2, 2)).int().tolist()  # resized (nearest: the top-left pixel of each cell)
+        [[[[0, 0], [0, 1]]]]
 
     Args:
         dataset: the evaluated dataset.
