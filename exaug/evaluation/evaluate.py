@@ -14,11 +14,8 @@ Outputs, in ``out`` (default ``<run>/eval``):
   like the ExCon paper's Figure 1), ``reliability.png`` / ``reliability_fgsm.png``, ``tsne.png`` and
   ``insertion_deletion.png``.
 
-The model is never modified: every call goes through the metrics' isolation (eval mode, the user's ``.grad``
-hidden and restored, no autograd unless an input or layer gradient is needed).
-
-``METRICS``, ``EXPLANATION_METRICS`` and ``DEFAULT_OPTIONS`` are read from the task registry on every access,
-so a task registered later (a plugin) is included.
+The model is never modified (the metrics' isolation). ``METRICS``, ``EXPLANATION_METRICS`` and
+``DEFAULT_OPTIONS`` are read from the task registry on every access, so a task registered later is included.
 """
 
 from __future__ import annotations
@@ -37,7 +34,7 @@ from ..training.run import TrainedRun, load_run
 from .annotations import object_masks
 from .context import EvalBatch, EvalContext, build_run_explainer
 from .figures import draw_saliency_grid, plot_saliency_grid
-from .output import versions, write_json, write_text
+from .output import jsonable, versions, write_json, write_text
 from .report import render_eval_markdown
 from .tasks import get_task, list_tasks
 from .tasks.registry import suggest
@@ -112,14 +109,6 @@ def _device(device: str | torch.device) -> torch.device:
         return resolve_device(str(device))
     except RuntimeError as err:  # an unparsable name, or CUDA requested without CUDA
         raise ValueError(f"invalid device {str(device)!r}: {err}") from err
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (tuple, list)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def evaluate_run(
@@ -235,9 +224,9 @@ def evaluate_run(
         task.seconds += time.perf_counter() - tick
 
     c = run.config
-    settings = {task.name: _jsonable(task.settings) for task in tasks}
+    settings = {task.name: jsonable(task.settings) for task in tasks}
     if ctx.augment is not None:
-        settings["grid"] = _jsonable(opts["grid"])
+        settings["grid"] = jsonable(opts["grid"])
     payload: dict[str, Any] = {
         "run": {"folder": str(run.folder), "method": c.method, "seed": c.seed, "dataset": c.dataset,
                 "model": c.model, "width": c.width, "epochs": c.epochs, "checkpoint": checkpoint,
