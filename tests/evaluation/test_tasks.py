@@ -28,7 +28,6 @@ from exaug.evaluation.context import build_run_explainer
 from exaug.evaluation.tasks import REQUIREMENTS, describe_tasks
 from exaug.training import load_run
 
-from .conftest import FAST_OPTIONS
 
 BUILTIN = ("accuracy", "drop_increase", "infidelity", "insertion_deletion", "content_heatmap", "calibration",
            "adversarial", "tsne")
@@ -42,7 +41,7 @@ def test_builtin_tasks_are_registered_in_report_order():
 
 
 @pytest.mark.parametrize("name", BUILTIN)
-def test_task_contract(name, runs, tmp_path):
+def test_task_contract(name, runs, tmp_path, fast_options):
     """Each task declares itself, runs on two batches with only what it declares, and returns JSON numbers."""
     cls = get_task(name)
     assert cls.name == name and isinstance(cls.options, Mapping) and set(cls.requires) <= set(REQUIREMENTS)
@@ -51,7 +50,7 @@ def test_task_contract(name, runs, tmp_path):
     dataset = run.dataset("test", 12)
     explainer = build_run_explainer(run)[0] if "explainer" in cls.requires else None
     ctx = EvalContext(run, dataset, explainer=explainer, batch_size=6)
-    task = cls(ctx, resolve_options(FAST_OPTIONS)[name])
+    task = cls(ctx, resolve_options(fast_options)[name])
     for number, (images, labels) in enumerate(ctx.loader(dataset)):
         task.update(EvalBatch(ctx, number, 6 * number, images, labels))
     result = task.finish()

@@ -13,7 +13,7 @@ import exaug.metrics as metrics_pkg
 from exaug.explainers import create_explainer
 from exaug.metrics import Metric, sensitivity_max
 
-from .conftest import NUM_CLASSES, build_cnn
+NUM_CLASSES = 5  # the conftest CNN's
 
 
 def _images() -> torch.Tensor:
@@ -104,9 +104,9 @@ def case(request):
     return request.param, build, batch
 
 
-def test_higher_is_better_is_declared(case):
+def test_higher_is_better_is_declared(case, cnn):
     name, build, batch = case
-    metric = build(build_cnn())
+    metric = build(cnn)
     direction = type(metric).higher_is_better
     if isinstance(direction, Mapping):
         assert direction and all(v in (True, False, None) for v in direction.values())
@@ -116,9 +116,9 @@ def test_higher_is_better_is_declared(case):
         assert direction in (True, False, None)
 
 
-def test_reset_restores_the_declared_state(case):
+def test_reset_restores_the_declared_state(case, cnn):
     name, build, batch = case
-    metric = build(build_cnn())
+    metric = build(cnn)
     declared = metric.default_states()
     assert declared, f"{name} declares no state"
     assert all(_same(metric.states()[k], v) for k, v in declared.items())
@@ -130,9 +130,9 @@ def test_reset_restores_the_declared_state(case):
         metric.compute()
 
 
-def test_two_half_batches_equal_one_batch(case):
+def test_two_half_batches_equal_one_batch(case, cnn):
     name, build, batch = case
-    model = build_cnn()
+    model = cnn
     args = batch()
     halves = build(model)
     first, second = build(model), build(model)
