@@ -93,5 +93,5 @@ class EvaluationTask(abc.ABC):
         """
         rows = [[key, f"{value:.4g}" if isinstance(value, float) else str(value)]
                 for key, value in result.items() if isinstance(value, (int, float, str, bool))]
-        return [f"## {cls.name}", "", *(cls.description and [cls.description, ""]),
-                *md_table(["value", "result"], rows), ""]
+        intro = [cls.description, ""] if cls.description else []
+        return [f"## {cls.name}", "", *intro, *md_table(["value", "result"], rows), ""]
