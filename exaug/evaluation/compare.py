@@ -24,7 +24,7 @@ import numpy as np
 
 from ..metrics import training_stability
 from ..training.logger import read_metrics
-from ._report import fmt, md_table, write_json, write_text
+from .output import fmt, md_table, write_json, write_text
 
 __all__ = ["COMPARE_COLUMNS", "DROP_KEEP", "compare_runs", "read_run_record"]
 

@@ -1,7 +1,9 @@
 """Evaluation metrics: accuracy, explanation quality, calibration and robustness (see ``docs/evaluation.md``).
 
-Each metric is a pure batched function plus a streaming class with ``update`` / ``compute`` / ``reset``; every
-model call runs isolated (eval mode, no autograd unless needed, the model's state untouched).
+Each metric is a pure batched function plus a streaming class with ``update`` / ``compute`` / ``reset`` /
+``merge`` that declares its state (:meth:`Metric.add_state`) and its direction (``higher_is_better``), and shares
+its per-batch update with the function; every model call runs isolated (eval mode, no autograd unless needed,
+the model's state untouched).
 """
 
 from .accuracy import Accuracy, knn_accuracy, linear_probe, topk_accuracy

@@ -66,32 +66,32 @@ def topk_accuracy(logits: Tensor, targets: Tensor, ks: int | Sequence[int] = (1,
 
 
 class Accuracy(Metric):
-    """Streaming top-k accuracy.
+    """Streaming top-k accuracy; the same per-batch counts as :func:`topk_accuracy`.
 
     Example:
-        >>> acc = Accuracy(ks=(1, 5))
-        >>> for images, labels in loader:
-        ...     acc.update(model(images), labels)
-        >>> acc.compute()  # {1: 0.71, 5: 0.92}
+        >>> import torch
+        >>> acc = Accuracy(ks=(1, 2))
+        >>> acc.update(torch.tensor([[2.0, 1.0, 0.0], [0.0, 1.0, 2.0]]), torch.tensor([0, 1]))
+        >>> acc.update(torch.tensor([[0.0, 3.0, 1.0]]), torch.tensor([2]))
+        >>> acc.compute()  # top-1: 1 of 3 right; top-2: 3 of 3
+        {1: 0.3333333333333333, 2: 1.0}
 
     Args:
         ks: the k values reported.
     """
 
+    higher_is_better = True
+
     def __init__(self, ks: int | Sequence[int] = (1, 5)) -> None:
         self.ks = _check_ks(ks)
         super().__init__()
-
-    def reset(self) -> None:
-        self.correct: Tensor | None = None
-        self.total = 0
+        self.add_state("correct", None, "sum")  # (len(ks),) number of hits per k, on the batches' device
+        self.add_state("total", 0, "sum")
 
     def update(self, logits: Tensor, targets: Tensor) -> None:
         """Add a batch: ``logits`` ``(B, K)``, ``targets`` ``(B,)``."""
         targets = _check_logits(logits, targets)
-        correct = _topk_correct(logits.detach(), targets, self.ks)
-        self.correct = correct if self.correct is None else self.correct + correct.to(self.correct.device)
-        self.total += logits.shape[0]
+        self.accumulate(correct=_topk_correct(logits.detach(), targets, self.ks), total=logits.shape[0])
 
     def compute(self) -> dict[int, float]:
         """``{k: accuracy}`` over every batch since :meth:`reset`."""

@@ -104,10 +104,19 @@ def expected_calibration_error(
 class CalibrationError(Metric):
     """Streaming ECE: per-bin sums are accumulated, so the result equals the ECE of all samples at once.
 
+    Example:
+        >>> import torch
+        >>> ece = CalibrationError(n_bins=10)
+        >>> ece.update(torch.tensor([[3.0, 0.0], [0.0, 3.0]]), torch.tensor([0, 0]))
+        >>> round(ece.compute(), 4)  # confidence 0.9526, accuracy 0.5
+        0.4526
+
     Args:
         n_bins: equal-width confidence bins.
         from_logits: inputs are logits (softmax applied) rather than probabilities.
     """
+
+    higher_is_better = False
 
     def __init__(self, n_bins: int = 10, *, from_logits: bool = True) -> None:
         if n_bins < 1:
@@ -115,14 +124,11 @@ class CalibrationError(Metric):
         self.n_bins = n_bins
         self.from_logits = from_logits
         super().__init__()
-
-    def reset(self) -> None:
-        self.sums: Tensor | None = None
+        self.add_state("sums", None, "sum")  # (3, n_bins) float64: count, confidence sum, correct sum per bin
 
     def update(self, logits: Tensor, targets: Tensor) -> None:
         """Add ``logits`` ``(B, K)`` and ``targets`` ``(B,)``."""
-        sums = _bin_sums(*_confidence_correct(logits, targets, self.from_logits), self.n_bins)
-        self.sums = sums if self.sums is None else self.sums + sums.to(self.sums.device)
+        self.accumulate(sums=_bin_sums(*_confidence_correct(logits, targets, self.from_logits), self.n_bins))
 
     def bins(self) -> dict[str, Tensor]:
         """Reliability data over every batch (the format of :func:`reliability_bins`)."""
@@ -260,6 +266,18 @@ def fgsm(
     return pgd(model, images, labels, eps=eps, alpha=eps, steps=1, mean=mean, std=std, random_start=False)
 
 
+def _adversarial_correct(
+    model: nn.Module, images: Tensor, labels: Tensor, attack: str, attack_options: dict[str, Any]
+) -> Tensor:
+    """0-dim number of ``images`` still classified as their label after ``attack``: the per-batch update shared
+    by :func:`adversarial_accuracy` and :class:`AdversarialAccuracy`."""
+    attacks = {"fgsm": fgsm, "pgd": pgd}
+    if attack not in attacks:
+        raise ValueError(f"attack must be one of {sorted(attacks)}, got {attack!r}")
+    adversarial = attacks[attack](model, images, labels, **attack_options)
+    return predict(model, adversarial).argmax(dim=1).eq(labels.to(images.device)).sum()
+
+
 def adversarial_accuracy(
     model: nn.Module,
     images: Tensor,
@@ -268,27 +286,28 @@ def adversarial_accuracy(
     **attack_options: Any,
 ) -> Tensor:
     """Top-1 accuracy (0-dim tensor) of ``model`` on adversarial ``images`` (see :func:`fgsm`, :func:`pgd`)."""
-    attacks = {"fgsm": fgsm, "pgd": pgd}
-    if attack not in attacks:
-        raise ValueError(f"attack must be one of {sorted(attacks)}, got {attack!r}")
-    adversarial = attacks[attack](model, images, labels, **attack_options)
-    return predict(model, adversarial).argmax(dim=1).eq(labels.to(images.device)).double().mean()
+    return _adversarial_correct(model, images, labels, attack, attack_options).double() / images.shape[0]
 
 
 class AdversarialAccuracy(Metric):
     """Streaming accuracy under an attack.
 
     Example:
-        >>> metric = AdversarialAccuracy(classifier, "fgsm", eps=4 / 255, mean=CIFAR100_MEAN, std=CIFAR100_STD)
-        >>> for images, labels in loader:
-        ...     metric.update(images, labels)
-        >>> metric.compute()
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 3))
+        >>> metric = AdversarialAccuracy(model, "fgsm", eps=4 / 255, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+        >>> metric.update(torch.randn(5, 3, 4, 4), torch.tensor([0, 1, 2, 0, 1]))
+        >>> 0.0 <= metric.compute() <= 1.0
+        True
 
     Args:
         model: normalised images -> logits.
         attack: ``"fgsm"`` or ``"pgd"``.
         **attack_options: ``eps``, ``mean``, ``std`` (and ``alpha``, ``steps``, ``random_start``, ``seed`` for PGD).
     """
+
+    higher_is_better = True
 
     def __init__(self, model: nn.Module, attack: Literal["fgsm", "pgd"] = "fgsm", **attack_options: Any) -> None:
         if attack not in ("fgsm", "pgd"):
@@ -297,16 +316,13 @@ class AdversarialAccuracy(Metric):
         self.attack = attack
         self.attack_options = attack_options
         super().__init__()
-
-    def reset(self) -> None:
-        self.correct: Tensor | float = 0.0
-        self.count = 0
+        self.add_state("correct", 0, "sum")
+        self.add_state("count", 0, "sum")
 
     def update(self, images: Tensor, labels: Tensor) -> None:
         """Attack ``images`` ``(B, C, H, W)`` with their true ``labels`` ``(B,)`` and count correct predictions."""
-        acc = adversarial_accuracy(self.model, images, labels, self.attack, **self.attack_options)
-        self.correct = self.correct + acc * images.shape[0]
-        self.count += images.shape[0]
+        correct = _adversarial_correct(self.model, images, labels, self.attack, self.attack_options)
+        self.accumulate(correct=correct, count=images.shape[0])
 
     def compute(self) -> float:
         """Accuracy under attack over every batch since :meth:`reset`."""

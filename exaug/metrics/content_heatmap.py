@@ -74,24 +74,29 @@ def content_heatmap(saliency: Tensor, mask: Tensor | None = None, *, boxes: Tens
 
 
 class ContentHeatmap(Metric):
-    """Streaming mean Content Heatmap.
+    """Streaming mean Content Heatmap (the mean of :func:`content_heatmap` over every image).
 
     Example:
+        >>> import torch
+        >>> saliency = torch.zeros(1, 1, 4, 4)
+        >>> saliency[..., :2, :] = 1.0  # all the mass in the top half
         >>> metric = ContentHeatmap()
-        >>> for images, boxes in loader:
-        ...     metric.update(explainer(images), boxes=boxes)
+        >>> metric.update(saliency, boxes=torch.tensor([[0.0, 0.0, 4.0, 1.0]]))  # the object: the top row
         >>> metric.compute()
+        0.5
     """
 
-    def reset(self) -> None:
-        self.total: Tensor | float = 0.0
-        self.count = 0
+    higher_is_better = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", 0.0, "sum")
+        self.add_state("count", 0, "sum")
 
     def update(self, saliency: Tensor, mask: Tensor | None = None, *, boxes: Tensor | None = None) -> None:
         """Add maps ``(B, 1, H, W)`` with their object ``mask`` or ``boxes`` (see :func:`content_heatmap`)."""
         values = content_heatmap(saliency, mask, boxes=boxes)
-        self.total = self.total + values.double().sum()
-        self.count += values.shape[0]
+        self.accumulate(total=values.double().sum(), count=values.shape[0])
 
     def compute(self) -> float:
         """Mean share of saliency mass inside the objects."""

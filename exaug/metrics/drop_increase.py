@@ -25,7 +25,7 @@ from ..augment.masking import Fill, apply_mask, fill_like, keep_mask
 from ..explainers import Explainer
 from ..utils.checks import positive_int
 from ..utils.checks import check_images
-from .base import Metric, check_fractions, check_model, check_saliency, predict, resolve_explainer
+from .base import Metric, check_fractions, check_model, check_saliency, explainer_from, predict
 
 __all__ = ["DROP_INCREASE_KEYS", "DropIncrease", "drop_increase"]
 
@@ -93,10 +93,16 @@ class DropIncrease(Metric):
     """Streaming drop / increase over a dataset, with one explainer pass per batch for all keep fractions.
 
     Example:
-        >>> metric = DropIncrease("gradcam", classifier, target_layer="encoder.layer2.1.conv2")
-        >>> for images, _ in loader:
-        ...     metric.update(images)
-        >>> metric.compute()[0.45]["drop_percent"]
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        ...                       nn.Linear(4, 3))
+        >>> metric = DropIncrease("gradcam", model, keep_fractions=(0.3, 0.45), target_layer="0")
+        >>> metric.update(torch.randn(4, 3, 8, 8))
+        >>> sorted(metric.compute()[0.45])
+        ['drop_mag', 'drop_percent', 'increase_mag', 'increase_percent']
+
+    ``higher_is_better``: drop lower, increase higher (per reported value).
 
     Args:
         explainer_or_name: an :class:`~exaug.explainers.Explainer` or a registered name.
@@ -111,6 +117,8 @@ class DropIncrease(Metric):
             (``benchmarks/speed.py``, docs/benchmarks.md). ``None`` keeps every batch whole.
     """
 
+    higher_is_better = {"drop_percent": False, "drop_mag": False, "increase_percent": True, "increase_mag": True}
+
     def __init__(
         self,
         explainer_or_name: Explainer | str,
@@ -124,16 +132,14 @@ class DropIncrease(Metric):
     ) -> None:
         self.model = check_model(model)
         self.chunk_size = positive_int("chunk_size", chunk_size, allow_none=True)
-        self.explainer = resolve_explainer(explainer_or_name, model, target_layer, **(explainer_options or {}))
+        self.explainer = explainer_from(explainer_or_name, model, target_layer, explainer_options)
         self.keep_fractions = check_fractions(keep_fractions, "keep_fractions")
         self.fill = fill
         super().__init__()
-
-    def reset(self) -> None:
-        self.sums: Tensor | None = None  # (len(keep_fractions), 4)
-        self.count = 0
+        self.add_state("sums", None, "sum")  # (len(keep_fractions), 4): DROP_INCREASE_KEYS summed over images
+        self.add_state("count", 0, "sum")
         #: number of images whose explanation was flat (they keep no pixel)
-        self.n_flat: Tensor | int = 0
+        self.add_state("n_flat", 0, "sum")
 
     def update(self, images: Tensor) -> None:
         """Explain the predicted class of ``images`` ``(B, C, H, W)`` once and score every keep fraction."""
@@ -161,9 +167,7 @@ class DropIncrease(Metric):
             reduction="none",
         )
         sums = torch.stack([torch.stack([scores[q][key].sum() for key in DROP_INCREASE_KEYS]) for q in scores])
-        self.sums = sums if self.sums is None else self.sums + sums.to(self.sums.device)
-        self.count += images.shape[0]
-        self.n_flat = self.n_flat + explanation.flat.sum()
+        self.accumulate(sums=sums, count=images.shape[0], n_flat=explanation.flat.sum())
 
     def compute(self) -> dict[float, dict[str, float]]:
         """``{q: {"drop_percent": ..., "drop_mag": ..., "increase_percent": ..., "increase_mag": ...}}``."""

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from ..explainers import Explainer
 from ..utils.isolation import isolated
 from ..utils.checks import check_images, check_labels
-from .base import Metric, check_model, predict, resolve_explainer
+from .base import Metric, check_model, explainer_from, predict
 
 __all__ = [
     "Infidelity",
@@ -278,15 +278,18 @@ class _SeededExplanationMetric(Metric):
         **options: Any,
     ) -> None:
         self.model = check_model(model)
-        self.explainer = resolve_explainer(explainer_or_name, model, target_layer, **(explainer_options or {}))
+        self.explainer = explainer_from(explainer_or_name, model, target_layer, explainer_options)
         self.seed = seed
         self.options = options
         super().__init__()
+        self.add_state("total", 0.0, "sum")
+        self.add_state("count", 0, "sum")
+        self._generator: torch.Generator | None = None
 
     def reset(self) -> None:
-        self.total: Tensor | float = 0.0
-        self.count = 0
-        self._generator: torch.Generator | None = None
+        """Forget every batch; the next :meth:`update` re-seeds the perturbations."""
+        super().reset()
+        self._generator = None
 
     @abc.abstractmethod
     def _scores(self, images: Tensor, targets: Tensor | None, generator: torch.Generator | None) -> Tensor:
@@ -298,8 +301,7 @@ class _SeededExplanationMetric(Metric):
         if self._generator is None:
             self._generator = _generator(self.seed, images.device)
         values = self._scores(images, targets, self._generator)
-        self.total = self.total + values.sum()
-        self.count += images.shape[0]
+        self.accumulate(total=values.sum(), count=images.shape[0])
 
     def compute(self) -> float:
         """Mean score per image."""
@@ -308,16 +310,20 @@ class _SeededExplanationMetric(Metric):
 
 
 class Infidelity(_SeededExplanationMetric):
-    """Streaming mean infidelity of an explainer's normalised saliency (see the module docstring).
+    """Streaming mean infidelity of an explainer's normalised saliency (see the module docstring; lower is better).
 
     The perturbation generator is seeded once per :meth:`reset`, so a pass over a fixed loader is reproducible
     and different batches get different perturbations.
 
     Example:
-        >>> metric = Infidelity("gradcam", classifier, perturbation="gaussian", noise_std=0.003)
-        >>> for images, _ in loader:
-        ...     metric.update(images)
-        >>> metric.compute()
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        ...                       nn.Linear(4, 3))
+        >>> metric = Infidelity("gradcam", model, target_layer="0", noise_std=0.003, n_perturb_samples=4)
+        >>> metric.update(torch.randn(2, 3, 8, 8))
+        >>> metric.compute() >= 0
+        True
 
     Args:
         explainer_or_name: an explainer or a registered name (built on ``model``).
@@ -329,6 +335,8 @@ class Infidelity(_SeededExplanationMetric):
             and, for an explainer built by name, explainer options under ``explainer_options={...}``.
     """
 
+    higher_is_better = False
+
     def _scores(self, images: Tensor, targets: Tensor | None, generator: torch.Generator | None) -> Tensor:
         if targets is None and self.explainer.model is not self.model:
             targets = predict(self.model, images).argmax(dim=1)
@@ -337,7 +345,7 @@ class Infidelity(_SeededExplanationMetric):
 
 
 class SensitivityMax(_SeededExplanationMetric):
-    """Streaming mean max-sensitivity (see :func:`sensitivity_max`).
+    """Streaming mean max-sensitivity (see :func:`sensitivity_max`; lower is better).
 
     Args:
         explainer_or_name: an explainer or a registered name (built on ``model``).
@@ -347,6 +355,8 @@ class SensitivityMax(_SeededExplanationMetric):
         explainer_options: options for an explainer built by name.
         **options: ``perturb_radius``, ``n_perturb_samples``, ``norm_ord``, ``max_examples_per_batch``.
     """
+
+    higher_is_better = False
 
     def _scores(self, images: Tensor, targets: Tensor | None, generator: torch.Generator | None) -> Tensor:
         return sensitivity_max(self.explainer, images, targets, seed=generator, **self.options)

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from ..augment.masking import Fill, fill_like
 from ..explainers import Explainer
 from ..utils.checks import check_images, check_labels
-from .base import Metric, check_model, check_saliency, predict, resolve_explainer
+from .base import Metric, check_model, check_saliency, explainer_from, predict
 
 __all__ = [
     "CurveResult",
@@ -189,11 +189,18 @@ class InsertionDeletion(Metric):
     The explained (and scored) class is the model's prediction unless ``targets`` are passed to :meth:`update`.
     For another score (e.g. representation similarity), call :func:`insertion_deletion` directly.
 
+    Insertion: higher is better; deletion: lower is better (``higher_is_better``, per reported value).
+
     Example:
-        >>> metric = InsertionDeletion("gradcam", classifier, steps=50)
-        >>> for images, _ in loader:
-        ...     metric.update(images)
-        >>> result = metric.compute()  # {"insertion": {"auc": .., "curve": [..]}, "deletion": {...}, "x": [..]}
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        ...                       nn.Linear(4, 3))
+        >>> metric = InsertionDeletion("gradcam", model, steps=4, target_layer="0")
+        >>> metric.update(torch.randn(2, 3, 8, 8))
+        >>> result = metric.compute()
+        >>> sorted(result), len(result["deletion"]["curve"]), result["x"]
+        (['deletion', 'insertion', 'x'], 5, [0.0, 0.25, 0.5, 0.75, 1.0])
 
     Args:
         explainer_or_name: an explainer or a registered name (built on ``model``).
@@ -203,6 +210,8 @@ class InsertionDeletion(Metric):
         target_layer: layer for an explainer built by name.
         explainer_options: options for an explainer built by name.
     """
+
+    higher_is_better = {"insertion": True, "deletion": False}
 
     def __init__(
         self,
@@ -218,18 +227,16 @@ class InsertionDeletion(Metric):
         explainer_options: dict[str, Any] | None = None,
     ) -> None:
         self.model = check_model(model)
-        self.explainer = resolve_explainer(explainer_or_name, model, target_layer, **(explainer_options or {}))
+        self.explainer = explainer_from(explainer_or_name, model, target_layer, explainer_options)
         self.modes = tuple(modes)
         if not self.modes or any(m not in MODES for m in self.modes):
             raise ValueError(f"modes must be a non-empty subset of {MODES}, got {modes!r}")
         self.options = dict(steps=steps, pixels_per_step=pixels_per_step, baseline=baseline, batch_size=batch_size)
         super().__init__()
-
-    def reset(self) -> None:
-        self.auc_sum: dict[str, Tensor] = {}
-        self.curve_sum: dict[str, Tensor] = {}
-        self.x: Tensor | None = None
-        self.count = 0
+        self.add_state("auc_sum", None, "sum")  # (len(modes),) AUCs summed over images
+        self.add_state("curve_sum", None, "sum")  # (len(modes), n + 1) curves summed over images
+        self.add_state("x", None, "same")  # (n + 1,) abscissae: fixed by the step schedule, not by the data
+        self.add_state("count", 0, "sum")
 
     def update(self, images: Tensor, targets: Tensor | None = None) -> None:
         """Explain and score ``images`` ``(B, C, H, W)`` for ``targets`` ``(B,)`` (default: predicted class)."""
@@ -240,21 +247,22 @@ class InsertionDeletion(Metric):
             targets = check_labels(torch.as_tensor(targets, device=images.device), images.shape[0])
         explanation = self.explainer.explain(images, targets)
         score = class_probability_score(self.model, explanation.targets)
-        for mode in self.modes:
-            result = insertion_deletion(score, images, explanation.saliency, mode=mode, **self.options)
-            auc, curve = result.auc.sum(), result.curves.sum(dim=0)
-            self.auc_sum[mode] = self.auc_sum[mode] + auc if mode in self.auc_sum else auc
-            self.curve_sum[mode] = self.curve_sum[mode] + curve if mode in self.curve_sum else curve
-            self.x = result.x
-        self.count += images.shape[0]
+        results = [insertion_deletion(score, images, explanation.saliency, mode=mode, **self.options)
+                   for mode in self.modes]
+        self.accumulate(
+            auc_sum=torch.stack([r.auc.sum() for r in results]),
+            curve_sum=torch.stack([r.curves.sum(dim=0) for r in results]),
+            x=results[0].x,
+            count=images.shape[0],
+        )
 
     def compute(self) -> dict[str, Any]:
         """``{mode: {"auc": mean AUC, "curve": mean curve (list)}, "x": abscissae (list)}``."""
         self._require_data(self.count)
-        assert self.x is not None
+        assert self.auc_sum is not None and self.curve_sum is not None and self.x is not None
         out: dict[str, Any] = {
-            mode: {"auc": float(self.auc_sum[mode]) / self.count, "curve": (self.curve_sum[mode] / self.count).tolist()}
-            for mode in self.modes
+            mode: {"auc": float(self.auc_sum[i]) / self.count, "curve": (self.curve_sum[i] / self.count).tolist()}
+            for i, mode in enumerate(self.modes)
         }
         out["x"] = self.x.tolist()
         return out

@@ -14,7 +14,7 @@ from ..models import Classifier, LinearClassifier, SupConModel
 from ..utils.checkpoint import CheckpointError, load_checkpoint
 from .config import TrainConfig
 from .logger import read_metrics
-from .trainer import CHECKPOINT_KEYS, build_networks
+from .trainer import CHECKPOINT_KEYS
 
 __all__ = ["TrainedRun", "load_run"]
 
@@ -33,6 +33,8 @@ class TrainedRun:
         epoch: number of completed epochs in the loaded checkpoint.
         metrics: the rows of ``metrics.jsonl``.
         summary: ``summary.json`` (``None`` if the run never finished or was interrupted before writing it).
+        resolved: the ``resolved`` settings of ``config.json``: what training derived from the config
+            (``num_classes``, ``image_size``, ``explainer_layer``, ...); empty for a run that recorded none.
     """
 
     folder: Path
@@ -45,6 +47,7 @@ class TrainedRun:
     epoch: int
     metrics: list[dict[str, Any]]
     summary: dict[str, Any] | None
+    resolved: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def dataset(self, split: str = "test", samples: int | None = None, held_out: bool = False) -> Dataset:
         """The run's dataset split with the standard view (resize + normalise), as validation saw it; with
@@ -83,7 +86,7 @@ def load_run(folder: str | Path, checkpoint: str = "best", device: str | torch.d
     config = TrainConfig.from_dict(state["config"])
     num_classes = int(resolved.get("num_classes") or state["classifier"]["fc.weight"].shape[0])
     image_size = int(resolved.get("image_size") or config.image_size or 32)
-    model, classifier = build_networks(config, num_classes, image_size)
+    model, classifier = _build_networks(config, num_classes, image_size)
     try:
         model.load_state_dict(state["model"])
         classifier.load_state_dict(state["classifier"])
@@ -103,4 +106,13 @@ def load_run(folder: str | Path, checkpoint: str = "best", device: str | torch.d
         epoch=int(state["epoch"]),
         metrics=read_metrics(folder),
         summary=json.loads(summary_path.read_text()) if summary_path.is_file() else None,
+        resolved=resolved,
     )
+
+
+def _build_networks(config: TrainConfig, num_classes: int, image_size: int) -> tuple[SupConModel, LinearClassifier]:
+    """The run's untrained networks: the one place run.py builds them (the trainer's builder moves to
+    ``exaug.models.networks.build_networks``; only the import and the call below change then)."""
+    from .trainer import build_networks
+
+    return build_networks(config, num_classes, image_size)

@@ -11,8 +11,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from exaug.augment import ExplanationMaskAugment
 from exaug.data import dataset_stats
-from exaug.evaluation import METRICS, evaluate_run
-from exaug.evaluation.evaluate import object_masks, render_eval_markdown, resolve_metrics, resolve_options
+from exaug.evaluation import METRICS, evaluate_run, render_eval_markdown, resolve_metrics, resolve_options
+from exaug.evaluation.annotations import object_masks
 from exaug.explainers import create_explainer
 from exaug.metrics import (
     Accuracy,

@@ -1,4 +1,5 @@
-"""Small helpers shared by ``evaluate`` and ``compare``: Markdown tables, number formatting, JSON, versions."""
+"""Output helpers shared by ``evaluate`` and ``compare``: Markdown tables, number formatting, atomic JSON and text
+writing, package versions."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import platform
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["fmt", "md_table", "versions", "write_json", "write_text"]
+__all__ = ["fmt", "jsonable", "md_table", "versions", "write_json", "write_text"]
 
 
 def fmt(value: Any, digits: int = 3, *, scale: float = 1.0, scientific: bool = False) -> str:
@@ -18,6 +19,20 @@ def fmt(value: Any, digits: int = 3, *, scale: float = 1.0, scientific: bool = F
         return "n/a"
     value = float(value) * scale
     return f"{value:.{digits}e}" if scientific else f"{value:.{digits}f}"
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with tuples turned into lists, recursively through dicts (what ``json.load`` gives back).
+
+    Example:
+        >>> jsonable({"ks": (1, 5), "fill": "zero"})
+        {'ks': [1, 5], 'fill': 'zero'}
+    """
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [jsonable(v) for v in value]
+    return value
 
 
 def md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

@@ -1,0 +1,99 @@
+"""Name -> evaluation task registry (timm's ``register_model`` / ``list_models`` habit).
+
+The registration order is the report order: :data:`~exaug.evaluation.METRICS` and ``--metrics all`` list the
+tasks in it, built-in ones first.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from typing import Callable, Sequence, TypeVar
+
+from .base import REQUIREMENTS, EvaluationTask
+
+__all__ = ["describe_tasks", "get_task", "list_tasks", "register_task", "suggest", "unregister_task"]
+
+_TASKS: dict[str, type[EvaluationTask]] = {}
+#: Names that cannot be tasks: ``all`` selects every task, ``grid`` is the saliency-grid options section.
+RESERVED: tuple[str, ...] = ("all", "grid")
+
+T = TypeVar("T", bound=type[EvaluationTask])
+
+
+def suggest(name: str, valid: Sequence[str]) -> str:
+    """`` Did you mean 'x'?`` for the closest of ``valid`` (empty when none is close)."""
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def register_task(name: str, description: str | None = None) -> Callable[[T], T]:
+    """Class decorator: register an :class:`~exaug.evaluation.tasks.EvaluationTask` subclass as ``name``.
+
+    Example:
+        >>> from exaug.evaluation.tasks import EvaluationTask, list_tasks, unregister_task
+        >>> @register_task("mean_logit_doc", "mean of the clean logits")
+        ... class MeanLogit(EvaluationTask):
+        ...     total, count = 0.0, 0
+        ...     def update(self, batch):
+        ...         self.total += float(batch.logits.sum())
+        ...         self.count += batch.logits.numel()
+        ...     def finish(self):
+        ...         return {"mean": self.total / self.count}
+        >>> list_tasks("mean_*")
+        ['mean_logit_doc']
+        >>> unregister_task("mean_logit_doc")
+
+    Args:
+        name: the metric name (``--metrics``, the ``options`` section, the key in ``eval.json``).
+        description: one line; default: the class's ``description`` or the first line of its docstring.
+
+    Raises:
+        ValueError: a name that is taken, reserved or not an identifier; an unknown requirement.
+        TypeError: the class is not an ``EvaluationTask``.
+    """
+    if not isinstance(name, str) or not name.isidentifier() or name in RESERVED:
+        raise ValueError(f"task name must be an identifier other than {RESERVED}, got {name!r}")
+
+    def decorator(cls: T) -> T:
+        if not (isinstance(cls, type) and issubclass(cls, EvaluationTask)):
+            raise TypeError(f"register_task({name!r}) decorates an EvaluationTask subclass, got {cls!r}")
+        if name in _TASKS and _TASKS[name] is not cls:
+            raise ValueError(f"an evaluation task named {name!r} is already registered")
+        unknown = set(cls.requires) - set(REQUIREMENTS)
+        if unknown:
+            raise ValueError(f"task {name!r} requires unknown {sorted(unknown)}; valid: {', '.join(REQUIREMENTS)}")
+        cls.name = name
+        cls.description = description or cls.description or (cls.__doc__ or "").strip().split("\n")[0]
+        _TASKS[name] = cls
+        return cls
+
+    return decorator
+
+
+def unregister_task(name: str) -> None:
+    """Remove the task registered as ``name`` (e.g. a plugin registered for one script or test)."""
+    get_task(name)
+    del _TASKS[name]
+
+
+def list_tasks(pattern: str | None = None) -> list[str]:
+    """Registered task names in report order, optionally filtered by an ``fnmatch`` ``pattern`` (``"*_auc"``)."""
+    return [name for name in _TASKS if pattern is None or fnmatch.fnmatchcase(name, pattern)]
+
+
+def describe_tasks() -> dict[str, str]:
+    """``{name: one-line description}`` in report order."""
+    return {name: cls.description for name, cls in _TASKS.items()}
+
+
+def get_task(name: str) -> type[EvaluationTask]:
+    """The task class registered as ``name``.
+
+    Raises:
+        ValueError: unknown name (with the closest registered one and the valid names).
+    """
+    if name not in _TASKS:
+        valid = list_tasks()
+        raise ValueError(f"unknown metric {name!r}.{suggest(name, valid)} Valid metrics: all, {', '.join(valid)}")
+    return _TASKS[name]
