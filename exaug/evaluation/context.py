@@ -2,7 +2,7 @@
 results several tasks share, computed once on first use (:class:`EvalBatch`).
 
 The two small builders below are the only places where the evaluation turns a run into an explainer
-(:func:`build_run_explainer`) and into the run's masking augment (:func:`build_run_augment`).
+(:func:`build_run_explainer`) and into the run's masking augment (:func:`~exaug.training.methods.build_mask_augment`, the one the trainer uses).
 """
 
 from __future__ import annotations
@@ -14,15 +14,14 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..augment import ExplanationMaskAugment
 from ..data import dataset_stats
 from ..explainers import Explainer, explainer_uses_layer
 from ..metrics import compute_embeddings, fgsm
 from ..metrics.base import explainer_from, predict
-from ..training.config import TrainConfig
+from ..training.methods import build_mask_augment
 from ..training.run import TrainedRun
 
-__all__ = ["EvalBatch", "EvalContext", "build_run_augment", "build_run_explainer"]
+__all__ = ["EvalBatch", "EvalContext", "build_run_explainer"]
 
 
 def build_run_explainer(
@@ -47,17 +46,6 @@ def build_run_explainer(
     info = {"name": name, "target_layer": explainer.layer_name if explainer.uses_layer else None,
             "options": {k: v for k, v in options.items() if k != "target_layer"}, "own": own}
     return explainer, info
-
-
-def build_run_augment(config: TrainConfig, explainer: Explainer) -> ExplanationMaskAugment:
-    """The run's own masking rule and routing (what training did with an image), on ``explainer``.
-
-    Kept in one function so that the trainer's shared augment builder can replace it.
-    """
-    return ExplanationMaskAugment(
-        explainer, mode="exconb" if config.method == "exconb" else "excon", threshold=config.mask_threshold,
-        keep_fraction=config.keep_fraction, fill=config.mask_fill, target=config.mask_target,
-    )
 
 
 class EvalContext:
@@ -93,7 +81,7 @@ class EvalContext:
         self.progress = progress
         self.mean, self.std = dataset_stats(run.config.dataset)
         self.notes: list[str] = []
-        self.augment = build_run_augment(run.config, explainer) if explainer is not None else None
+        self.augment = build_mask_augment(run.config, explainer) if explainer is not None else None
 
     def loader(self, dataset: Dataset) -> DataLoader:
         """An unshuffled loader of ``dataset`` with the evaluation's batch size and the run's worker count."""

@@ -44,10 +44,10 @@ from typing import Any, ClassVar, Literal, Mapping, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from ..explainers import Explainer, create_explainer
+from ..explainers import Explainer, resolve_explainer
 from ..utils.isolation import isolated
 
-__all__ = ["REDUCTIONS", "Direction", "Metric", "explainer_from", "resolve_explainer"]
+__all__ = ["REDUCTIONS", "Direction", "Metric", "explainer_from"]
 
 #: How :meth:`Metric.merge` and :meth:`Metric.accumulate` combine a state with a new value: ``"sum"`` adds,
 #: ``"cat"`` concatenates (lists, or tensors along dim 0), ``"same"`` keeps the first value (a state that does
@@ -167,21 +167,6 @@ def check_fractions(values: Sequence[float], name: str) -> tuple[float, ...]:
     return values
 
 
-def resolve_explainer(spec: Explainer | str, model: nn.Module, **options: Any) -> Explainer:
-    """An :class:`Explainer` instance: ``spec`` returned as is, or built by name with :func:`create_explainer`.
-
-    A stand-in with the signature of ``exaug.explainers.resolve_explainer``, which replaces it once that exists;
-    it is called only by :func:`explainer_from`. ``options`` (``target_layer`` included) apply only to a name.
-    """
-    if isinstance(spec, Explainer):
-        if options:
-            raise ValueError("target_layer and explainer options apply only when the explainer is given by name")
-        return spec
-    if isinstance(spec, str):
-        return create_explainer(spec, model, **options)
-    raise TypeError(f"explainer_or_name must be an Explainer or a registered name, got {type(spec).__name__}")
-
-
 def explainer_from(
     explainer_or_name: Explainer | str,
     model: nn.Module,
@@ -196,6 +181,11 @@ def explainer_from(
         target_layer: layer of a named explainer (``None``: its default).
         explainer_options: options of a named explainer.
     """
+    if not isinstance(explainer_or_name, (Explainer, str)):
+        # Metrics read the explainer's model and call ``explain``: a plain callable is not enough here.
+        raise TypeError(
+            f"explainer_or_name must be an Explainer or a registered name, got {type(explainer_or_name).__name__}"
+        )
     options = dict(explainer_options or {})
     if target_layer is not None:
         options["target_layer"] = target_layer

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from ..models import Classifier, LinearClassifier, SupConModel
+from ..models import Classifier, LinearClassifier, SupConModel, build_networks
 from ..utils.checkpoint import CheckpointError, load_checkpoint
 from .config import TrainConfig
 from .logger import read_metrics
@@ -86,7 +86,8 @@ def load_run(folder: str | Path, checkpoint: str = "best", device: str | torch.d
     config = TrainConfig.from_dict(state["config"])
     num_classes = int(resolved.get("num_classes") or state["classifier"]["fc.weight"].shape[0])
     image_size = int(resolved.get("image_size") or config.image_size or 32)
-    model, classifier = _build_networks(config, num_classes, image_size)
+    model, classifier = build_networks(config.model, num_classes=num_classes, image_size=image_size,
+                                       width=config.width, head=config.head, feat_dim=config.feat_dim)
     try:
         model.load_state_dict(state["model"])
         classifier.load_state_dict(state["classifier"])
@@ -108,11 +109,3 @@ def load_run(folder: str | Path, checkpoint: str = "best", device: str | torch.d
         summary=json.loads(summary_path.read_text()) if summary_path.is_file() else None,
         resolved=resolved,
     )
-
-
-def _build_networks(config: TrainConfig, num_classes: int, image_size: int) -> tuple[SupConModel, LinearClassifier]:
-    """The run's untrained networks: the one place run.py builds them (the trainer's builder moves to
-    ``exaug.models.networks.build_networks``; only the import and the call below change then)."""
-    from .trainer import build_networks
-
-    return build_networks(config, num_classes, image_size)

@@ -152,8 +152,9 @@ class Trainer:
         self.explainer_options = options
         # The one place the cache is built. One slot per image of the whole training split on every rank: under
         # torchrun the DistributedSampler reshuffles images across ranks each epoch, so a rank often meets an image
-        # it holds no map of and the hit rate is lower than on one device. Not checkpointed: a resumed run
-        # recomputes its maps.
+        # it holds no map of and the hit rate is lower than on one device. Saved in last.pt (its maps are
+        # buffers), so a resumed run serves the same maps as an uninterrupted one; under torchrun every rank holds
+        # its own cache and only rank 0 writes checkpoints, so resumed ranks recompute their maps instead.
         self.saliency_cache = SaliencyCache(
             self.data.train_size, self.image_size, refresh_every=c.saliency_refresh_epochs, device=self.device
         ) if self.method.uses_explanations and c.saliency_refresh_epochs > 1 else None
@@ -322,10 +323,17 @@ class Trainer:
                            "classifier": self.classifier_scheduler.state_dict()},
             "scaler": self.scaler.state_dict(),
             "method_state": self.method.state_dict(),
+            "saliency_cache": self._cache_state(),
             "rng": {"torch": torch.get_rng_state(), "cuda": cuda_rng, "numpy": np.random.get_state(),
                     "python": random.getstate()},
             "history": self.history,
         }
+
+    def _cache_state(self) -> dict[str, Any] | None:
+        """The saliency cache's buffers, or ``None`` without a cache or under torchrun (rank-local caches)."""
+        if self.saliency_cache is None or self.ctx.enabled:
+            return None
+        return self.saliency_cache.state_dict()
 
     def _save_checkpoints(self, epoch: int, row: dict[str, Any]) -> None:
         if not self.ctx.is_main:
@@ -361,6 +369,9 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         # Absent from checkpoints written before methods were plugins (their methods kept no state).
         self.method.load_state_dict(state.get("method_state", {}))
+        cache_state = state.get("saliency_cache")  # absent before the cache was checkpointed
+        if self.saliency_cache is not None and cache_state is not None and not self.ctx.enabled:
+            self.saliency_cache.load_state_dict(cache_state)
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         if rng.get("cuda") is not None and torch.cuda.is_available():

@@ -73,6 +73,28 @@ def test_resume_after_interrupt_matches_uninterrupted_run(tiny_config):
         torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
 
 
+def test_resume_with_a_saliency_cache_is_identical_to_an_uninterrupted_run(tiny_config):
+    """refresh 3: maps of epoch 0 serve epochs 1-2. A run stopped after epoch 0 must serve the same maps when
+    resumed (the cache is in last.pt); recomputing them with the epoch-1 model would change the masks."""
+    options = dict(method="excon", epochs=4, exp_start_epoch=0, saliency_refresh_epochs=3)
+    full = Trainer(tiny_config(**options))
+    full.fit()
+
+    def interrupt(trainer, row):
+        if row["epoch"] == 0:
+            raise KeyboardInterrupt
+
+    config = tiny_config(**options)
+    assert Trainer(config, callbacks=[interrupt]).fit()["status"] == "interrupted"
+    state = torch.load(Trainer(config).out / "last.pt", weights_only=False)
+    assert state["saliency_cache"]["epoch_computed"].eq(0).all()  # every map computed at epoch 0 is saved
+    resumed = Trainer(type(config)(**{**config.to_dict(), "resume": True}))
+    resumed.fit()
+    got, want = comparable(read_metrics(resumed.out)), comparable(read_metrics(full.out))
+    assert [r["saliency_cache_hits"] for r in got] == [r["saliency_cache_hits"] for r in want]
+    assert got == want
+
+
 def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_good_checkpoint(tiny_config):
     trainer = Trainer(tiny_config(method="supcon", epochs=2))
     real_loss = trainer.method.contrastive_loss

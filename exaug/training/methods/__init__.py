@@ -20,13 +20,13 @@ from .registry import (
 
 # Built-in methods; the import order is the registration order (what `exaug train --help` lists).
 from .cross_entropy import CrossEntropy, JointMethod  # isort: skip
-from .contrastive import ContrastiveMethod, ExCon, ExConB, SupCon, TwoStageSupCon  # isort: skip
+from .contrastive import ContrastiveMethod, ExCon, ExConB, SupCon, TwoStageSupCon, build_mask_augment  # isort: skip
 from .edda import EDDA  # isort: skip
 from .cgc import CGC  # isort: skip
 
 __all__ = [
     "CGC", "CLASSIFIER_KEYS", "EDDA", "METHODS", "VALIDATION_KEYS", "ContrastiveMethod", "CrossEntropy", "ExCon",
     "ExConB", "JointMethod", "MethodNames", "MethodOption", "SupCon", "TrainingMethod", "TwoStageSupCon",
-    "closest_hint", "create_method", "describe_methods", "get_method", "is_method", "list_methods", "register_method",
+    "build_mask_augment", "closest_hint", "create_method", "describe_methods", "get_method", "is_method", "list_methods", "register_method",
     "unregister_method",
 ]

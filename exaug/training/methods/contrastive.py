@@ -22,10 +22,36 @@ from ...losses import ExConBLoss, SupConLoss
 from .base import CLASSIFIER_KEYS, VALIDATION_KEYS, TrainingMethod
 from .registry import register_method
 
-__all__ = ["ContrastiveMethod", "ExCon", "ExConB", "SupCon", "TwoStageSupCon"]
+__all__ = ["ContrastiveMethod", "ExCon", "ExConB", "SupCon", "TwoStageSupCon", "build_mask_augment"]
 
 #: Row keys of an encoder epoch while explanation masks are on (plus ``saliency_cache_hits`` with a cache).
 EXPLANATION_KEYS = ("masked_correct", "kept_area", "background_per_batch")
+
+
+def build_mask_augment(config: Any, explainer: Any, **overrides: Any) -> ExplanationMaskAugment:
+    """The :class:`~exaug.ExplanationMaskAugment` that a run's config describes: its masking rule and routing.
+
+    The one place that turns a config into the augment, shared by the trainer and by the evaluation (which
+    shows what training did with an image). The routing mode follows the method: ``"exconb"`` when the registered
+    method adds background negatives, ``"excon"`` otherwise (also for methods that never mask).
+
+    Args:
+        config: a :class:`~exaug.training.TrainConfig` (or any object with its masking fields).
+        explainer: a registered name, an :class:`~exaug.explainers.Explainer` or a callable.
+        **overrides: further constructor arguments (``explainer_options``, ``enabled``, ``cache``).
+    """
+    from .registry import get_method
+
+    negatives = getattr(get_method(config.method), "background_negatives", False)
+    return ExplanationMaskAugment(
+        explainer=explainer,
+        mode="exconb" if negatives else "excon",
+        threshold=config.mask_threshold,
+        keep_fraction=config.keep_fraction,
+        fill=config.mask_fill,
+        target=config.mask_target,
+        **overrides,
+    )
 
 
 class ContrastiveMethod(TrainingMethod):
@@ -60,16 +86,8 @@ class ContrastiveMethod(TrainingMethod):
         else:
             self.contrastive_loss = SupConLoss(c.temperature, base_temperature=c.base_temperature,
                                                gather_distributed=gather)
-        self.augment = ExplanationMaskAugment(
-            explainer=c.explainer,
-            mode="exconb" if self.background_negatives else "excon",
-            threshold=c.mask_threshold,
-            keep_fraction=c.keep_fraction,
-            fill=c.mask_fill,
-            target=c.mask_target,
-            explainer_options=t.explainer_options,
-            enabled=False,
-            cache=t.saliency_cache,
+        self.augment = build_mask_augment(
+            c, c.explainer, explainer_options=t.explainer_options, enabled=False, cache=t.saliency_cache
         )
 
     def explains(self, epoch: int) -> bool:
