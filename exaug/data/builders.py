@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import urllib.error
 import warnings
@@ -13,6 +12,7 @@ import torchvision
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
+from ..utils.registry import did_you_mean
 from .classmap import validate_classes
 from .folder import ImageFolder, folder_classes
 from .names import describe_dataset
@@ -59,9 +59,7 @@ def list_datasets() -> list[str]:
 
 
 def _unknown(kind: str, name: str, valid: Sequence[str]) -> ValueError:
-    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return ValueError(f"unknown {kind} {name!r}.{hint} Valid names: {', '.join(valid)}")
+    return ValueError(f"unknown {kind} {name!r}.{did_you_mean(name, valid, cutoff=0.5)} Valid names: {', '.join(valid)}")
 
 
 def dataset_stats(name: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:

@@ -7,13 +7,12 @@ factory, only when an explainer of that kind is created.
 
 from __future__ import annotations
 
-import difflib
-import fnmatch
 import inspect
 from typing import Any, Callable, TypeVar, Union
 
 from torch import Tensor, nn
 
+from ..utils.registry import Registry
 from .base import Explainer
 
 __all__ = [
@@ -29,8 +28,8 @@ __all__ = [
     "ExplainerSpec",
 ]
 
-_REGISTRY: dict[str, Callable[..., Explainer]] = {}
-_DESCRIPTIONS: dict[str, str] = {}
+# Sorted listing; a low cutoff because explainer names are short and often typed from memory ("grad-cam").
+_REGISTRY: Registry[Callable[..., Explainer]] = Registry("explainer", sort=True, cutoff=0.4)
 
 F = TypeVar("F", bound=Callable[..., Explainer])
 
@@ -68,11 +67,8 @@ def register_explainer(name: str, description: str | None = None) -> Callable[[F
         raise ValueError("explainer name must be a non-empty string")
 
     def decorator(factory: F) -> F:
-        if name in _REGISTRY and _REGISTRY[name] is not factory:
-            raise ValueError(f"an explainer named {name!r} is already registered")
-        _REGISTRY[name] = factory
         text = description or getattr(factory, "description", "") or (factory.__doc__ or "").strip().split("\n")[0]
-        _DESCRIPTIONS[name] = text
+        _REGISTRY.add(name, factory, text)
         return factory
 
     return decorator
@@ -84,9 +80,7 @@ def unregister_explainer(name: str) -> Callable[..., Explainer]:
     Raises:
         ValueError: unknown name (the message lists the valid names and the closest match).
     """
-    _check_known(name)
-    _DESCRIPTIONS.pop(name)
-    return _REGISTRY.pop(name)
+    return _REGISTRY.remove(name)
 
 
 def list_explainers(pattern: str | None = None) -> list[str]:
@@ -99,12 +93,7 @@ def list_explainers(pattern: str | None = None) -> list[str]:
         >>> list_explainers("pgc.grad*")
         ['pgc.gradcam', 'pgc.gradcam++', 'pgc.gradcam_elementwise']
     """
-    if pattern is None:
-        return sorted(_REGISTRY)
-    if not isinstance(pattern, str):
-        raise TypeError(f"pattern must be a string or None, got {type(pattern).__name__}")
-    # fnmatchcase, not fnmatch.filter: registry names are case-sensitive on every platform.
-    return [name for name in sorted(_REGISTRY) if fnmatch.fnmatchcase(name, pattern)]
+    return _REGISTRY.names(pattern)
 
 
 def is_explainer(name: str) -> bool:
@@ -114,22 +103,12 @@ def is_explainer(name: str) -> bool:
         >>> is_explainer("gradcam"), is_explainer("gradkam"), is_explainer(None)
         (True, False, False)
     """
-    return isinstance(name, str) and name in _REGISTRY
-
-
-def _check_known(name: str) -> None:
-    """Raise the helpful unknown-name error: the valid names and the closest match."""
-    if is_explainer(name):
-        return
-    valid = list_explainers()
-    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.4) if isinstance(name, str) else []
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ValueError(f"unknown explainer {name!r}.{hint} Valid names: {', '.join(valid)}")
+    return name in _REGISTRY
 
 
 def describe_explainers() -> dict[str, str]:
     """``{name: one-line description}`` for every registered explainer, sorted by name."""
-    return {name: _DESCRIPTIONS[name] for name in list_explainers()}
+    return _REGISTRY.describe()
 
 
 def explainer_uses_layer(name: str) -> bool:
@@ -137,8 +116,7 @@ def explainer_uses_layer(name: str) -> bool:
 
     Plain factories (not :class:`Explainer` subclasses) are assumed to accept one.
     """
-    _check_known(name)
-    factory = _REGISTRY[name]
+    factory = _REGISTRY.get(name)
     return not (isinstance(factory, type) and issubclass(factory, Explainer)) or factory.uses_layer
 
 
@@ -147,8 +125,7 @@ def explainer_accepts(name: str, option: str) -> bool:
 
     Read from the factory's signature; a factory taking ``**kwargs`` accepts every option.
     """
-    _check_known(name)
-    factory = _REGISTRY[name]
+    factory = _REGISTRY.get(name)
     parameters = inspect.signature(factory).parameters  # a class's signature is its __init__'s, minus self
     return option in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
 
@@ -167,8 +144,7 @@ def create_explainer(
     Raises:
         ValueError: unknown name (the message lists the valid names and the closest match).
     """
-    _check_known(name)
-    factory = _REGISTRY[name]
+    factory = _REGISTRY.get(name)
     if target_layer is not None:
         if isinstance(factory, type) and issubclass(factory, Explainer) and not factory.uses_layer:
             raise ValueError(f"explainer {name!r} does not use a target_layer")

@@ -101,6 +101,7 @@ def create_model(
     """Build encoder + projection head + linear classifier for ExCon / SupCon training.
 
     Example:
+        >>> import torch
         >>> model = create_model("resnet18", num_classes=10, width=0.25)
         >>> model(torch.rand(4, 3, 32, 32)).shape          # normalised projections
         torch.Size([4, 128])

@@ -6,15 +6,14 @@ tasks in it, built-in ones first.
 
 from __future__ import annotations
 
-import difflib
-import fnmatch
 from typing import Callable, Sequence, TypeVar
 
+from ...utils.registry import Registry, did_you_mean
 from .base import REQUIREMENTS, EvaluationTask
 
 __all__ = ["describe_tasks", "get_task", "list_tasks", "register_task", "suggest", "unregister_task"]
 
-_TASKS: dict[str, type[EvaluationTask]] = {}
+_TASKS: Registry[type[EvaluationTask]] = Registry("metric", valid_label="metrics", cutoff=0.5, extra_valid=("all",))
 #: Names that cannot be tasks: ``all`` selects every task, ``grid`` is the saliency-grid options section.
 RESERVED: tuple[str, ...] = ("all", "grid")
 
@@ -23,8 +22,7 @@ T = TypeVar("T", bound=type[EvaluationTask])
 
 def suggest(name: str, valid: Sequence[str]) -> str:
     """`` Did you mean 'x'?`` for the closest of ``valid`` (empty when none is close)."""
-    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
-    return f" Did you mean {close[0]!r}?" if close else ""
+    return did_you_mean(name, valid, cutoff=0.5)
 
 
 def register_task(name: str, description: str | None = None) -> Callable[[T], T]:
@@ -58,14 +56,14 @@ def register_task(name: str, description: str | None = None) -> Callable[[T], T]
     def decorator(cls: T) -> T:
         if not (isinstance(cls, type) and issubclass(cls, EvaluationTask)):
             raise TypeError(f"register_task({name!r}) decorates an EvaluationTask subclass, got {cls!r}")
-        if name in _TASKS and _TASKS[name] is not cls:
+        if name in _TASKS and _TASKS.get(name) is not cls:
             raise ValueError(f"an evaluation task named {name!r} is already registered")
         unknown = set(cls.requires) - set(REQUIREMENTS)
         if unknown:
             raise ValueError(f"task {name!r} requires unknown {sorted(unknown)}; valid: {', '.join(REQUIREMENTS)}")
         cls.name = name
         cls.description = description or cls.description or (cls.__doc__ or "").strip().split("\n")[0]
-        _TASKS[name] = cls
+        _TASKS.add(name, cls, cls.description)
         return cls
 
     return decorator
@@ -73,18 +71,17 @@ def register_task(name: str, description: str | None = None) -> Callable[[T], T]
 
 def unregister_task(name: str) -> None:
     """Remove the task registered as ``name`` (e.g. a plugin registered for one script or test)."""
-    get_task(name)
-    del _TASKS[name]
+    _TASKS.remove(name)
 
 
 def list_tasks(pattern: str | None = None) -> list[str]:
     """Registered task names in report order, optionally filtered by an ``fnmatch`` ``pattern`` (``"*_auc"``)."""
-    return [name for name in _TASKS if pattern is None or fnmatch.fnmatchcase(name, pattern)]
+    return _TASKS.names(pattern)
 
 
 def describe_tasks() -> dict[str, str]:
     """``{name: one-line description}`` in report order."""
-    return {name: cls.description for name, cls in _TASKS.items()}
+    return _TASKS.describe()
 
 
 def get_task(name: str) -> type[EvaluationTask]:
@@ -93,7 +90,4 @@ def get_task(name: str) -> type[EvaluationTask]:
     Raises:
         ValueError: unknown name (with the closest registered one and the valid names).
     """
-    if name not in _TASKS:
-        valid = list_tasks()
-        raise ValueError(f"unknown metric {name!r}.{suggest(name, valid)} Valid metrics: all, {', '.join(valid)}")
-    return _TASKS[name]
+    return _TASKS.get(name)

@@ -9,9 +9,9 @@ registry, ``exaug train --help`` lists :func:`describe_methods`, and the trainer
 
 from __future__ import annotations
 
-import difflib
-import fnmatch
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar
+
+from ...utils.registry import Registry, did_you_mean
 
 if TYPE_CHECKING:  # only for annotations: base.py imports this module
     from .base import TrainingMethod
@@ -19,15 +19,14 @@ if TYPE_CHECKING:  # only for annotations: base.py imports this module
 __all__ = ["METHODS", "MethodNames", "closest_hint", "create_method", "describe_methods", "get_method",
            "is_method", "list_methods", "register_method", "unregister_method"]
 
-_REGISTRY: dict[str, type["TrainingMethod"]] = {}
+_REGISTRY: Registry[type["TrainingMethod"]] = Registry("method", valid_label="methods")
 
 M = TypeVar("M", bound=type)
 
 
 def closest_hint(name: str, valid: Sequence[str]) -> str:
     """``" Did you mean 'x'?"`` for the closest of ``valid`` to ``name``, or ``""`` when none is close."""
-    close = difflib.get_close_matches(name, list(valid), n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
+    return did_you_mean(name, valid)
 
 
 def register_method(name: str, description: str) -> Callable[[M], M]:
@@ -53,11 +52,11 @@ def register_method(name: str, description: str) -> Callable[[M], M]:
 
         if not (isinstance(cls, type) and issubclass(cls, TrainingMethod)):
             raise TypeError(f"register_method({name!r}) decorates TrainingMethod subclasses, got {cls!r}")
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
+        if name in _REGISTRY and _REGISTRY.get(name) is not cls:
             raise ValueError(f"a training method named {name!r} is already registered")
         cls.name = name
         cls.description = description
-        _REGISTRY[name] = cls
+        _REGISTRY.add(name, cls, description)
         return cls
 
     return decorator
@@ -65,13 +64,12 @@ def register_method(name: str, description: str) -> Callable[[M], M]:
 
 def unregister_method(name: str) -> None:
     """Remove ``name`` from the registry (plugins and tests that register temporary methods)."""
-    get_method(name)  # the helpful unknown-name error
-    del _REGISTRY[name]
+    _REGISTRY.remove(name)
 
 
 def list_methods(pattern: str | None = None) -> list[str]:
     """Registered method names in registration order, optionally filtered by a shell ``pattern`` (``"sup*"``)."""
-    return [n for n in _REGISTRY if pattern is None or fnmatch.fnmatchcase(n, pattern)]
+    return _REGISTRY.names(pattern)
 
 
 def is_method(name: str) -> bool:
@@ -85,10 +83,7 @@ def get_method(name: str) -> type["TrainingMethod"]:
     Raises:
         ValueError: unknown name; the message lists the valid names and the closest match.
     """
-    if name not in _REGISTRY:
-        valid = list_methods()
-        raise ValueError(f"unknown method {name!r}.{closest_hint(name, valid)} Valid methods: {', '.join(valid)}")
-    return _REGISTRY[name]
+    return _REGISTRY.get(name)
 
 
 def create_method(name: str, trainer: Any) -> "TrainingMethod":
@@ -98,7 +93,7 @@ def create_method(name: str, trainer: Any) -> "TrainingMethod":
 
 def describe_methods() -> dict[str, str]:
     """``{name: one-line description}`` of every registered method (for ``exaug train --help``)."""
-    return {name: cls.description for name, cls in _REGISTRY.items()}
+    return _REGISTRY.describe()
 
 
 class MethodNames(Sequence[str]):
@@ -109,13 +104,13 @@ class MethodNames(Sequence[str]):
     """
 
     def __getitem__(self, index: Any) -> Any:
-        return tuple(_REGISTRY)[index]
+        return tuple(_REGISTRY.names())[index]
 
     def __len__(self) -> int:
         return len(_REGISTRY)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(tuple(_REGISTRY))
+        return iter(_REGISTRY.names())
 
     def __contains__(self, name: object) -> bool:
         return name in _REGISTRY
