@@ -113,9 +113,9 @@ def test_lower_layers_import_no_higher_ones_and_no_private_names(package):
     for path in paths:
         for module, names in exaug_imports(path):
             parts = module.split(".")
-            if parts == ["exaug"] and names == ["__version__"]:
-                continue  # the version string, from the one place it is defined
-            target = parts[1] if len(parts) > 1 else ""
-            assert target == package or target in ALLOWED[package], f"{path.name} imports {module}"
-            private = [n for n in names if n.startswith("_")]
+            # ``from .. import models`` imports exaug.models; the version string is defined at the root.
+            targets = [n for n in names if n != "__version__"] if parts == ["exaug"] else [parts[1]]
+            for target in targets:
+                assert target == package or target in ALLOWED[package], f"{path.name} imports exaug.{target}"
+            private = [n for n in names if n.startswith("_") and not n.endswith("__")]
             assert not private, f"{path.name} imports private {private} from {module}"
