@@ -56,14 +56,12 @@ def register_task(name: str, description: str | None = None) -> Callable[[T], T]
     def decorator(cls: T) -> T:
         if not (isinstance(cls, type) and issubclass(cls, EvaluationTask)):
             raise TypeError(f"register_task({name!r}) decorates an EvaluationTask subclass, got {cls!r}")
-        if name in _TASKS and _TASKS.get(name) is not cls:
-            raise ValueError(f"an evaluation task named {name!r} is already registered")
         unknown = set(cls.requires) - set(REQUIREMENTS)
         if unknown:
             raise ValueError(f"task {name!r} requires unknown {sorted(unknown)}; valid: {', '.join(REQUIREMENTS)}")
-        cls.name = name
-        cls.description = description or cls.description or (cls.__doc__ or "").strip().split("\n")[0]
-        _TASKS.add(name, cls, cls.description)
+        text = description or cls.description or (cls.__doc__ or "").strip().split("\n")[0]
+        _TASKS.add(name, cls, text)  # refuses a name taken by another class before the class is touched
+        cls.name, cls.description = name, text
         return cls
 
     return decorator

@@ -52,11 +52,8 @@ def register_method(name: str, description: str) -> Callable[[M], M]:
 
         if not (isinstance(cls, type) and issubclass(cls, TrainingMethod)):
             raise TypeError(f"register_method({name!r}) decorates TrainingMethod subclasses, got {cls!r}")
-        if name in _REGISTRY and _REGISTRY.get(name) is not cls:
-            raise ValueError(f"a training method named {name!r} is already registered")
-        cls.name = name
-        cls.description = description
-        _REGISTRY.add(name, cls, description)
+        _REGISTRY.add(name, cls, description)  # refuses a name taken by another class before the class is touched
+        cls.name, cls.description = name, description
         return cls
 
     return decorator
