@@ -18,11 +18,12 @@ name                          map (before the optional ReLU; sums over channels 
 ``hirescam``                  ``sum_c G A``                                                        yes
 ``gradcam_elementwise``       ``sum_c ReLU(G A)``                                                  yes
 ``eigencam``                  centred ``A`` (positions x channels) projected on its first right   no
-                              singular vector (batched SVD; sign as LAPACK returns it, like pgc)
+                              singular vector (batched SVD; sign: larger extreme positive)
 ============================  ==================================================================  ========
 
 The ``pgc.*`` backends stay as cross-checks: each native method equals its pytorch-grad-cam class at the same
-layer (tests, float64).
+layer (tests, float64); for ``eigencam`` up to the SVD's sign, which pgc leaves to LAPACK and exaug fixes (see
+:func:`eigencam_map`).
 """
 
 from __future__ import annotations
@@ -167,14 +168,20 @@ def gradcam_elementwise_map(activation: Tensor, grad: Tensor) -> Tensor:
 def eigencam_map(activation: Tensor, grad: Tensor | None = None) -> Tensor:
     """Eigen-CAM: projection of the centred activations on their first principal direction (batched SVD).
 
-    As pytorch-grad-cam: NaN activations count as 0, the ``(h*w, C)`` matrix is centred over positions, and the sign
-    is the one LAPACK's SVD returns (it is arbitrary; the ReLU of the CAM template then keeps the positive side).
+    As pytorch-grad-cam: NaN activations count as 0 and the ``(h*w, C)`` matrix is centred over positions. The sign
+    of a singular vector is arbitrary: pgc's ``EigenCAM`` keeps whatever numpy's LAPACK returns, and torch's LAPACK
+    returns the other sign for some shapes, which the ReLU then turns into a different map. Here the sign is fixed
+    deterministically as in Seg-Eigen-CAM (pgc's ``get_2d_projection_with_sign_correction``): flipped when
+    ``|min| > |max|``, so the larger extreme is positive.
     """
     b, c, h, w = activation.shape
     matrix = activation.nan_to_num(0.0, 0.0, 0.0).flatten(2).transpose(1, 2)  # (B, hw, C)
     matrix = matrix - matrix.mean(dim=1, keepdim=True)
     _, _, vh = torch.linalg.svd(matrix, full_matrices=False)
-    return (matrix @ vh[:, 0, :].unsqueeze(-1)).view(b, 1, h, w)
+    projection = (matrix @ vh[:, 0, :].unsqueeze(-1)).squeeze(-1)  # (B, hw)
+    lo, hi = torch.aminmax(projection, dim=1, keepdim=True)
+    projection = torch.where(lo.abs() > hi.abs(), -projection, projection)
+    return projection.view(b, 1, h, w)
 
 
 # -- the template ----------------------------------------------------------------------------------------------
