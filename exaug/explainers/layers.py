@@ -41,6 +41,7 @@ __all__ = [
     "check_layout",
     "unwrap_model",
     "unwrapped_children",
+    "module_tree_restored",
     "layer_paths",
     "resolve_layer",
     "find_default_cam_layer",
@@ -188,6 +189,18 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 
 @contextlib.contextmanager
+def module_tree_restored(model: nn.Module) -> Iterator[nn.Module]:
+    """Put every child module back in place on exit, whatever was swapped in (and even on exceptions)."""
+    children = [(parent, name, child) for parent in model.modules() for name, child in parent._modules.items()]
+    try:
+        yield model
+    finally:
+        for parent, name, child in children:
+            if parent._modules.get(name) is not child:
+                parent._modules[name] = child
+
+
+@contextlib.contextmanager
 def unwrapped_children(model: nn.Module) -> Iterator[nn.Module]:
     """Run wrapped *submodules* as their plain modules for the duration of the block.
 
@@ -195,17 +208,12 @@ def unwrapped_children(model: nn.Module) -> Iterator[nn.Module]:
     see one replica), DDP would expect a synchronised backward and ``torch.compile`` may not honour new hooks. The
     tree is put back on exit, whatever happens.
     """
-    swapped: list[tuple[nn.Module, str, nn.Module]] = []
-    try:
+    with module_tree_restored(model):
         for parent in list(model.modules()):
             for name, child in list(parent._modules.items()):
                 if child is not None and _inner(child) is not None:
-                    swapped.append((parent, name, child))
                     parent._modules[name] = unwrap_model(child)
         yield model
-    finally:
-        for parent, name, child in reversed(swapped):
-            parent._modules[name] = child
 
 
 def layer_paths(model: nn.Module) -> dict[str, nn.Module]:

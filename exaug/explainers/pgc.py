@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from ..utils.checks import positive_int
 from .base import Explainer
+from .layers import module_tree_restored
 from .registry import register_explainer
 
 # __all__ (PGCExplainer and one class per row of the table) is set at the end of the module.
@@ -44,18 +45,6 @@ def _pgc() -> types.ModuleType:
     import pytorch_grad_cam
 
     return pytorch_grad_cam
-
-
-@contextlib.contextmanager
-def _module_tree_restored(model: nn.Module) -> Iterator[None]:
-    """Put every child module back in place on exit, whatever a library swapped in (and even on exceptions)."""
-    children = [(parent, name, child) for parent in model.modules() for name, child in parent._modules.items()]
-    try:
-        yield
-    finally:
-        for parent, name, child in children:
-            if parent._modules.get(name) is not child:
-                parent._modules[name] = child
 
 
 def _no_progress_bar(iterable: Any, *args: Any, **kwargs: Any) -> Any:
@@ -86,9 +75,8 @@ class PGCExplainer(Explainer):
     Args:
         model: maps images to logits.
         target_layer: dotted path or module; default: the last module with a spatial output larger than 1x1.
-        reshape_transform: pytorch-grad-cam's hook to turn non-``(B, C, h, w)`` activations (e.g. ViT tokens) into
-            feature maps; ``None``: token and channels-last layers are read automatically (``layout``, see
-            :func:`~exaug.explainers.layers.to_feature_map`).
+        reshape_transform: callable from the layer output to ``(B, C, h, w)`` (pgc's hook); ``None``: token and
+            channels-last layers are read by ``layout`` (see :func:`~exaug.explainers.layers.to_feature_map`).
         layout: ``"auto"``, ``"nchw"``, ``"nhwc"`` or ``"tokens"``.
         aug_smooth: pytorch-grad-cam's test-time augmentation (horizontal flip x brightness 0.9 / 1.0 / 1.1, six
             passes, averaged).
@@ -130,8 +118,7 @@ class PGCExplainer(Explainer):
 
     def _pgc_reshape(self, output: Tensor) -> Tensor:
         """pgc's ``reshape_transform``: the shared reading of the layer output (identity for CNN layers)."""
-        assert self._image_size is not None
-        return self.feature_map(output, self._image_size)
+        return self.feature_map(output, self._image_size)  # type: ignore[arg-type]  (set by _attribute)
 
     def _create_cam(self) -> Any:
         cam_type = getattr(_pgc(), self.cam_class)
@@ -151,7 +138,7 @@ class PGCExplainer(Explainer):
         logits, targets = self._forward_logits(images, targets)
         self._image_size = (images.shape[-2], images.shape[-1])
         pgc_targets = self._pgc_targets(logits, targets)
-        with _module_tree_restored(self.model), _quiet_progress_bars():
+        with module_tree_restored(self.model), _quiet_progress_bars():
             cam = self._create_cam()
             core = getattr(cam, "base_cam", cam)  # FinerCAM wraps a BaseCAM
             try:
@@ -227,30 +214,27 @@ class _ScoreCAMBatching(_PGCWithOptions):
 class _FreshAblationLayer(_PGCWithOptions):
     """The target layer is swapped for an ``AblationLayer`` during the call; the original module is always put back.
     pgc's default ``AblationLayer`` is one instance shared by every AblationCAM that keeps the last batch alive:
-    each call gets a fresh one. Token and channels-last layers (channels last) get pgc's ``AblationLayerVit``, which
-    ablates the last dimension."""
+    each call gets a fresh one; token and channels-last layers get pgc's ``AblationLayerVit`` (ablates dim -1)."""
+
+    _channels_last = False
 
     def _attribute(self, images: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor]:
         assert self.layer is not None
-        shape: dict[str, torch.Size] = {}
-        def keep_shape(module: nn.Module, inputs: Any, output: Tensor) -> None:
-            shape["output"] = output.shape
-
-        handle = self.layer.register_forward_hook(keep_shape)
+        shapes: list[torch.Size] = []  # one forward of one image, for the layout of the layer output
+        handle = self.layer.register_forward_hook(lambda module, inputs, output: shapes.append(output.shape))
         try:
             with torch.no_grad():
                 self.model(images[:1])
         finally:
             handle.remove()
-        fmap = self.feature_map(torch.empty(shape["output"], device="meta"), (images.shape[-2], images.shape[-1]))
-        # The channel dimension of the raw output: last for tokens / NHWC (as AblationLayerVit ablates it).
-        self._channels_last = len(shape["output"]) != 4 or shape["output"][1] != fmap.shape[1]
+        fmap = self.feature_map(torch.empty(shapes[0], device="meta"), (images.shape[-2], images.shape[-1]))
+        self._channels_last = len(shapes[0]) != 4 or shapes[0][1] != fmap.shape[1]
         return super()._attribute(images, targets)
 
     def _cam_kwargs(self) -> dict[str, Any]:
         from pytorch_grad_cam.ablation_layer import AblationLayer, AblationLayerVit
 
-        layer = AblationLayerVit() if getattr(self, "_channels_last", False) else AblationLayer()
+        layer = AblationLayerVit() if self._channels_last else AblationLayer()
         return {**super()._cam_kwargs(), "ablation_layer": layer}
 
 
