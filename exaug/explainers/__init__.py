@@ -7,6 +7,7 @@ callable into something to call as ``f(images, targets)``.
 """
 
 from .base import Explainer, Explanation, normalize_saliency, resolve_layer, targets_or_predicted
+from .layers import find_default_cam_layer, to_feature_map, unwrap_model
 from .registry import (
     ExplainerSpec,
     create_explainer,
@@ -19,12 +20,15 @@ from .registry import (
     resolve_explainer,
     unregister_explainer,
 )
-from . import gradcam  # noqa: F401  (registers "gradcam", "random")
+from . import cam  # noqa: F401  (registers the native CAM family: "gradcam", "gradcam++", ..., "eigencam")
+from . import gradcam  # noqa: F401  (registers "random")
 from . import captum_backends, pgc  # noqa: F401  (register the Captum and "pgc.*" backends)
 from . import rise  # noqa: F401
+from .cam import CAMExplainer, layer_activation_and_gradient
 from .gradcam import GradCAM, grad_cam
 
 __all__ = [
+    "CAMExplainer",
     "Explainer",
     "ExplainerSpec",
     "Explanation",
@@ -33,13 +37,17 @@ __all__ = [
     "describe_explainers",
     "explainer_accepts",
     "explainer_uses_layer",
+    "find_default_cam_layer",
     "grad_cam",
     "is_explainer",
+    "layer_activation_and_gradient",
     "list_explainers",
     "normalize_saliency",
     "register_explainer",
     "resolve_explainer",
     "resolve_layer",
     "targets_or_predicted",
+    "to_feature_map",
     "unregister_explainer",
+    "unwrap_model",
 ]

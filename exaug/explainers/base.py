@@ -17,6 +17,15 @@ from torch import Tensor, nn
 
 from ..utils.checks import check_images
 from ..utils.isolation import isolated
+from .layers import (
+    ReshapeTransform,
+    check_layout,
+    find_default_cam_layer,
+    resolve_layer,
+    to_feature_map,
+    unwrap_model,
+    unwrapped_children,
+)
 
 __all__ = [
     "Explainer",
@@ -128,87 +137,49 @@ def resolve_targets(targets: Any, batch_size: int, num_classes: int | None, devi
     return targets
 
 
-def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
-    """Find a submodule by dotted path (``"encoder.layer2.3.conv3"``, integer parts index sequences) or identity.
-
-    Returns:
-        ``(name, module)`` where ``name`` is the dotted path inside ``model``.
-
-    Raises:
-        ValueError: the path does not exist or the module is not part of ``model``.
-    """
-    if isinstance(layer, nn.Module):
-        for name, module in model.named_modules():
-            if module is layer:
-                return name, module
-        raise ValueError("target_layer is a module that is not part of the model")
-    if not isinstance(layer, str):
-        raise TypeError(f"target_layer must be a dotted module path or an nn.Module, got {type(layer).__name__}")
-    modules = dict(model.named_modules())
-    if layer in modules:
-        return layer, modules[layer]
-    import difflib
-
-    candidates = [n for n in modules if n]
-    close = difflib.get_close_matches(layer, candidates, n=3)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise ValueError(f"target_layer {layer!r} is not a submodule of the model.{hint}")
-
-
-def find_default_cam_layer(model: nn.Module, images: Tensor) -> str:
-    """Name of the last module whose output is a feature map with more than one spatial position.
-
-    Runs one no-grad forward on ``images[:1]`` with temporary hooks (removed before returning). For a ResNet this
-    is the last stage (``layer4``), unless its output is 1x1 (a 32x32 input without a CIFAR stem), in which case
-    an earlier stage with a real spatial extent is chosen, because the Grad-CAM of a 1x1 map is constant.
-    """
-    order: list[str] = []
-
-    def make_hook(name: str):
-        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
-            if isinstance(output, Tensor) and output.dim() == 4 and output.shape[-1] * output.shape[-2] > 1:
-                order.append(name)
-
-        return hook
-
-    handles = [m.register_forward_hook(make_hook(n)) for n, m in model.named_modules() if n]
-    try:
-        with isolated(model), torch.no_grad():
-            model(images[:1])
-    finally:
-        for h in handles:
-            h.remove()
-    if not order:
-        raise ValueError(
-            "could not find a layer with a spatial feature map (B, C, h, w) with h*w > 1; pass target_layer explicitly"
-        )
-    # Forward hooks fire when a module *finishes*, so the last entry is the outermost module that ends last.
-    return order[-1]
-
-
 class Explainer(abc.ABC):
     """Base class of every saliency backend.
 
     Subclasses set ``description`` (one line, shown by ``exaug explainers``) and implement :meth:`_attribute`.
 
+    Layer-based backends (``uses_layer``) read their layer's output through :meth:`feature_map`, which handles
+    token ``(B, N, C)`` and channels-last ``(B, h, w, C)`` layers (see :mod:`exaug.explainers.layers`).
+
     Args:
-        model: maps images ``(B, C, H, W)`` to logits ``(B, K)``.
+        model: maps images ``(B, C, H, W)`` to logits ``(B, K)``. DataParallel / DDP / ``torch.compile`` wrappers
+            are looked through: the explanation runs the plain module(s), layer paths ignore the wrappers.
+        target_layer: layer-based backends only: dotted path or module; ``None`` picks a default on the first call
+            (see :func:`~exaug.explainers.layers.find_default_cam_layer`).
+        reshape_transform: layer-based backends only: callable from the layer output to ``(B, C, h, w)``.
+        layout: layer-based backends only: ``"auto"``, ``"nchw"``, ``"nhwc"`` or ``"tokens"`` (see
+            :func:`~exaug.explainers.layers.to_feature_map`).
     """
 
     description: str = ""
     #: Whether the backend needs a feature layer (CAM family); then ``target_layer`` is resolved.
     uses_layer: bool = False
 
-    def __init__(self, model: nn.Module, *, target_layer: str | nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        target_layer: str | nn.Module | None = None,
+        reshape_transform: ReshapeTransform | None = None,
+        layout: str = "auto",
+    ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module mapping images to logits, got {type(model).__name__}")
-        self.model = model
+        self.model = unwrap_model(model)
         self.layer_name: str | None = None
         self.layer: nn.Module | None = None
+        if not self.uses_layer and (target_layer is not None or reshape_transform is not None or layout != "auto"):
+            raise ValueError(f"{type(self).__name__} does not use a target_layer (nor reshape_transform / layout)")
+        if reshape_transform is not None and not callable(reshape_transform):
+            raise TypeError(f"reshape_transform must be callable, got {type(reshape_transform).__name__}")
+        self.reshape_transform = reshape_transform
+        self.layout = check_layout(layout)
         if target_layer is not None:
-            if not self.uses_layer:
-                raise ValueError(f"{type(self).__name__} does not use a target_layer")
-            self.layer_name, self.layer = resolve_layer(model, target_layer)
+            self.layer_name, self.layer = resolve_layer(self.model, target_layer)
         self._layer_chosen_automatically = False
 
     # -- public API -----------------------------------------------------------------------------------------
@@ -229,12 +200,12 @@ class Explainer(abc.ABC):
         check_images(images)
         targets = resolve_targets(targets, images.shape[0], None, images.device)
         if self.uses_layer and self.layer is None:
-            self.layer_name = find_default_cam_layer(self.model, images)
-            self.layer = dict(self.model.named_modules())[self.layer_name]
+            name = find_default_cam_layer(self.model, images, self.reshape_transform, self.layout)
+            self.layer_name, self.layer = resolve_layer(self.model, name)
             self._layer_chosen_automatically = True
         # Outer callers may hold an autograd graph or run under no_grad; neither may leak in or out.
         images = images.detach()
-        with isolated(self.model):
+        with isolated(self.model), unwrapped_children(self.model):
             raw, logits, targets = self._attribute(images, targets)
         raw = raw.detach()
         if raw.dim() == 3:
@@ -252,6 +223,10 @@ class Explainer(abc.ABC):
         )
 
     # -- for subclasses ---------------------------------------------------------------------------------------
+    def feature_map(self, output: Tensor, image_size: tuple[int, int]) -> Tensor:
+        """The target layer's output as ``(B, C, h, w)`` (this explainer's ``reshape_transform`` / ``layout``)."""
+        return to_feature_map(output, self.reshape_transform, layout=self.layout, image_size=image_size)
+
     @abc.abstractmethod
     def _attribute(self, images: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor]:
         """Compute the raw map. Runs inside :func:`isolated` (eval mode, gradients hidden).
@@ -293,6 +268,10 @@ class Explainer(abc.ABC):
             else:
                 how = " (auto)" if self._layer_chosen_automatically else ""
                 parts.append(f"target_layer={self.layer_name!r}{how}")
+            if self.reshape_transform is not None:
+                parts.append(f"reshape_transform={getattr(self.reshape_transform, '__name__', 'callable')}")
+            if self.layout != "auto":
+                parts.append(f"layout={self.layout!r}")
         extra = self.extra_repr()
         if extra:
             parts.append(extra)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
@@ -360,29 +360,63 @@ class OcclusionExplainer(CaptumPixelExplainer):
 class CaptumLayerGradCamExplainer(CaptumExplainer):
     """Grad-CAM through ``captum.attr.LayerGradCam``: a reference for the native ``gradcam``.
 
+    Token and channels-last layers: Captum hooks a probe module that receives the layer's
+    :func:`~exaug.explainers.layers.to_feature_map` reading; the layer output continues unchanged, and the probe's
+    gradient is the layer gradient read the same way (the adjoint of the linear reading, pytorch-grad-cam's
+    semantics).
+
     Args:
         model: maps images to logits.
-        target_layer: dotted path or module; default: the last module with a spatial output larger than 1x1.
+        target_layer: dotted path or module; default: see :func:`~exaug.explainers.layers.find_default_cam_layer`.
         relu_attributions: ReLU on the map. Captum's default is ``False`` (signed map), and so is ours, unlike the
             native ``gradcam`` (``relu=True``); with ``True`` both give the same maps.
+        reshape_transform: callable from the layer output to ``(B, C, h, w)``; default: automatic (``layout``).
+        layout: ``"auto"``, ``"nchw"``, ``"nhwc"`` or ``"tokens"``.
     """
 
     description = "Grad-CAM via Captum LayerGradCam (reference); relu_attributions=False (Captum's default)"
     uses_layer = True
 
     def __init__(
-        self, model: nn.Module, *, target_layer: str | nn.Module | None = None, relu_attributions: bool = False
+        self,
+        model: nn.Module,
+        *,
+        target_layer: str | nn.Module | None = None,
+        relu_attributions: bool = False,
+        reshape_transform: Callable[[Tensor], Tensor] | None = None,
+        layout: str = "auto",
     ) -> None:
-        super().__init__(model, target_layer=target_layer)
+        super().__init__(model, target_layer=target_layer, reshape_transform=reshape_transform, layout=layout)
         self.relu_attributions = bool(relu_attributions)
 
     def _captum_map(self, inputs: Tensor, targets: Tensor) -> Tensor:
         from captum.attr import LayerGradCam
 
         assert self.layer is not None
-        return LayerGradCam(self.model, self.layer).attribute(
-            inputs, target=targets, relu_attributions=self.relu_attributions
-        )
+        probe = nn.Identity()
+        size = (inputs.shape[-2], inputs.shape[-1])
+
+        def read_through_probe(module: nn.Module, args: Any, output: Tensor) -> Tensor | None:
+            fmap = self.feature_map(output, size)
+            probed = probe(fmap)
+            if fmap is output:  # an NCHW layer: Captum differentiates w.r.t. the output itself
+                return None
+            # output + R^T(p - p.detach()): the same value, and d(logit)/dp = R(d(logit)/d output) for the linear
+            # reading R, so Captum sees the feature map and its gradient exactly as the native gradcam does.
+            with torch.enable_grad():
+                leaf = output.detach().requires_grad_(True)
+                (adjoint,) = torch.autograd.grad(
+                    self.feature_map(leaf, size), leaf, grad_outputs=probed - probed.detach(), create_graph=True
+                )
+            return output + adjoint
+
+        handle = self.layer.register_forward_hook(read_through_probe)
+        try:
+            return LayerGradCam(self.model, probe).attribute(
+                inputs, target=targets, relu_attributions=self.relu_attributions
+            )
+        finally:
+            handle.remove()
 
     def extra_repr(self) -> str:
         return f"relu_attributions={self.relu_attributions}"

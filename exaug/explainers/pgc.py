@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from ..utils.checks import positive_int
 from .base import Explainer
+from .layers import module_tree_restored
 from .registry import register_explainer
 
 # __all__ (PGCExplainer and one class per row of the table) is set at the end of the module.
@@ -44,18 +45,6 @@ def _pgc() -> types.ModuleType:
     import pytorch_grad_cam
 
     return pytorch_grad_cam
-
-
-@contextlib.contextmanager
-def _module_tree_restored(model: nn.Module) -> Iterator[None]:
-    """Put every child module back in place on exit, whatever a library swapped in (and even on exceptions)."""
-    children = [(parent, name, child) for parent in model.modules() for name, child in parent._modules.items()]
-    try:
-        yield
-    finally:
-        for parent, name, child in children:
-            if parent._modules.get(name) is not child:
-                parent._modules[name] = child
 
 
 def _no_progress_bar(iterable: Any, *args: Any, **kwargs: Any) -> Any:
@@ -86,8 +75,9 @@ class PGCExplainer(Explainer):
     Args:
         model: maps images to logits.
         target_layer: dotted path or module; default: the last module with a spatial output larger than 1x1.
-        reshape_transform: pytorch-grad-cam's hook to turn non-``(B, C, h, w)`` activations (e.g. ViT tokens) into
-            feature maps; ``None`` for CNNs.
+        reshape_transform: callable from the layer output to ``(B, C, h, w)`` (pgc's hook); ``None``: token and
+            channels-last layers are read by ``layout`` (see :func:`~exaug.explainers.layers.to_feature_map`).
+        layout: ``"auto"``, ``"nchw"``, ``"nhwc"`` or ``"tokens"``.
         aug_smooth: pytorch-grad-cam's test-time augmentation (horizontal flip x brightness 0.9 / 1.0 / 1.1, six
             passes, averaged).
         eigen_smooth: replace the weighted channel sum by the first principal component of the weighted
@@ -106,13 +96,14 @@ class PGCExplainer(Explainer):
         *,
         target_layer: str | nn.Module | None = None,
         reshape_transform: Callable[[Tensor], Tensor] | None = None,
+        layout: str = "auto",
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
     ) -> None:
-        super().__init__(model, target_layer=target_layer)
+        super().__init__(model, target_layer=target_layer, reshape_transform=reshape_transform, layout=layout)
         if aug_smooth and not self.supports_aug_smooth:
             raise ValueError(f"{type(self).__name__} does not support aug_smooth")
-        self.reshape_transform = reshape_transform
+        self._image_size: tuple[int, int] | None = None
         self.aug_smooth = bool(aug_smooth)
         self.eigen_smooth = bool(eigen_smooth)
 
@@ -125,9 +116,13 @@ class PGCExplainer(Explainer):
         """Extra constructor arguments of the pgc class."""
         return {}
 
+    def _pgc_reshape(self, output: Tensor) -> Tensor:
+        """pgc's ``reshape_transform``: the shared reading of the layer output (identity for CNN layers)."""
+        return self.feature_map(output, self._image_size)  # type: ignore[arg-type]  (set by _attribute)
+
     def _create_cam(self) -> Any:
         cam_type = getattr(_pgc(), self.cam_class)
-        return cam_type(self.model, self._cam_layers(), reshape_transform=self.reshape_transform, **self._cam_kwargs())
+        return cam_type(self.model, self._cam_layers(), reshape_transform=self._pgc_reshape, **self._cam_kwargs())
 
     def _pgc_targets(self, logits: Tensor, targets: Tensor) -> list[Any]:
         """One pgc target object per sample (pgc's interface is a Python list)."""
@@ -141,8 +136,9 @@ class PGCExplainer(Explainer):
     # -- the contract ---------------------------------------------------------------------------------------
     def _attribute(self, images: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor]:
         logits, targets = self._forward_logits(images, targets)
+        self._image_size = (images.shape[-2], images.shape[-1])
         pgc_targets = self._pgc_targets(logits, targets)
-        with _module_tree_restored(self.model), _quiet_progress_bars():
+        with module_tree_restored(self.model), _quiet_progress_bars():
             cam = self._create_cam()
             core = getattr(cam, "base_cam", cam)  # FinerCAM wraps a BaseCAM
             try:
@@ -218,12 +214,28 @@ class _ScoreCAMBatching(_PGCWithOptions):
 class _FreshAblationLayer(_PGCWithOptions):
     """The target layer is swapped for an ``AblationLayer`` during the call; the original module is always put back.
     pgc's default ``AblationLayer`` is one instance shared by every AblationCAM that keeps the last batch alive:
-    each call gets a fresh one."""
+    each call gets a fresh one; token and channels-last layers get pgc's ``AblationLayerVit`` (ablates dim -1)."""
+
+    _channels_last = False
+
+    def _attribute(self, images: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor]:
+        assert self.layer is not None
+        shapes: list[torch.Size] = []  # one forward of one image, for the layout of the layer output
+        handle = self.layer.register_forward_hook(lambda module, inputs, output: shapes.append(output.shape))
+        try:
+            with torch.no_grad():
+                self.model(images[:1])
+        finally:
+            handle.remove()
+        fmap = self.feature_map(torch.empty(shapes[0], device="meta"), (images.shape[-2], images.shape[-1]))
+        self._channels_last = len(shapes[0]) != 4 or shapes[0][1] != fmap.shape[1]
+        return super()._attribute(images, targets)
 
     def _cam_kwargs(self) -> dict[str, Any]:
-        from pytorch_grad_cam.ablation_layer import AblationLayer
+        from pytorch_grad_cam.ablation_layer import AblationLayer, AblationLayerVit
 
-        return {**super()._cam_kwargs(), "ablation_layer": AblationLayer()}
+        layer = AblationLayerVit() if self._channels_last else AblationLayer()
+        return {**super()._cam_kwargs(), "ablation_layer": layer}
 
 
 @functools.lru_cache(maxsize=None)
@@ -251,7 +263,7 @@ class _FrozenSafeShapley(PGCExplainer):
     the Hessian-vector product is then zero, as it mathematically is."""
 
     def _create_cam(self) -> Any:
-        return _shapley_cam_type()(self.model, self._cam_layers(), reshape_transform=self.reshape_transform)
+        return _shapley_cam_type()(self.model, self._cam_layers(), reshape_transform=self._pgc_reshape)
 
 
 class _AllBiasedLayers(PGCExplainer):

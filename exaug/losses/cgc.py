@@ -12,7 +12,7 @@ Gradients reach the model through both maps, i.e. through the gradients Grad-CAM
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,8 @@ def cgc_heatmaps(
     *,
     size: tuple[int, int] | None = None,
     eps: float = 1e-8,
+    reshape_transform: Callable[[Tensor], Tensor] | None = None,
+    layout: str = "auto",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Differentiable batched Grad-CAM as CGC trains with it: ReLU, upsampled, sum-normalised.
 
@@ -42,11 +44,16 @@ def cgc_heatmaps(
 
     Args:
         model: images ``(B, C, H, W)`` -> logits ``(B, K)``.
-        layer: the Grad-CAM layer, a submodule of ``model`` (CGC: the last block, ``layer4``).
+        layer: the Grad-CAM layer, a submodule of ``model`` (CGC: the last block, ``layer4``). Token ``(B, N, C)``
+            and channels-last ``(B, h, w, C)`` outputs are read as feature maps, see
+            :func:`exaug.explainers.layers.to_feature_map`.
         images: ``(B, C, H, W)``.
         targets: ``(B,)`` classes to explain; ``None``: the predicted classes.
         size: output ``(H, W)``; default: the images' size.
         eps: added to each map's sum (an all-zero map stays zero instead of becoming NaN).
+        reshape_transform: callable from the layer output to ``(B, C, h, w)`` (gradients flow through it);
+            overrides ``layout``.
+        layout: ``"auto"``, ``"nchw"``, ``"nhwc"`` or ``"tokens"``.
 
     Returns:
         ``(maps, logits, targets)``: ``(B, 1, H, W)`` maps summing to 1 (or 0), ``(B, K)`` logits with graph,
@@ -55,7 +62,8 @@ def cgc_heatmaps(
     captured: dict[str, Any] = {}
     handle = model.register_forward_hook(lambda module, inputs, output: captured.__setitem__("logits", output))
     try:
-        cam, _, targets = grad_cam(model, layer, images, targets, relu=True, create_graph=True)
+        cam, _, targets = grad_cam(model, layer, images, targets, relu=True, create_graph=True,
+                                   reshape_transform=reshape_transform, layout=layout)
     finally:
         handle.remove()
     size = size or (images.shape[-2], images.shape[-1])

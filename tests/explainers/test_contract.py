@@ -31,6 +31,7 @@ FAST_OPTIONS: dict[str, dict] = {
 OUTPUT_INDEPENDENT = {
     "random",  # random control
     "pgc.randomcam",  # random channel weights
+    "eigencam",  # principal component of the activations (native)
     "pgc.eigencam",  # principal component of the activations
     "pgc.kpca_cam",  # kernel PCA of the activations
     "pgc.fem",  # k-sigma rule on the activations
