@@ -176,7 +176,8 @@ class CorpusSimilarity(SimilarityTarget):
     Args:
         encoder: images -> representations.
         corpus: ``(N_c, C, H, W)`` images, or a sequence of such tensors (one direction each).
-        similarity, batch_size: see :class:`SimilarityTarget`.
+        similarity: see :class:`SimilarityTarget`.
+        batch_size: see :class:`SimilarityTarget`.
     """
 
     def __init__(
@@ -200,7 +201,8 @@ class ContrastiveCorpusSimilarity(CorpusSimilarity):
         corpus: ``(N_c, C, H, W)`` images of the class of interest (COCOA: 100), or a sequence of corpora.
         foil: ``(N_f, C, H, W)`` contrasting images (COCOA: :data:`FOIL_SIZE` random training images, see
             :func:`sample_foil`).
-        similarity, batch_size: see :class:`SimilarityTarget`.
+        similarity: see :class:`SimilarityTarget`.
+        batch_size: see :class:`SimilarityTarget`.
     """
 
     def __init__(
@@ -240,7 +242,8 @@ class RepresentationSimilarity(SimilarityTarget):
         encoder: images -> representations.
         explicand_representation: ``(D,)`` or ``(R, D)`` (e.g. ``encode(encoder, explicands)``); gives ``(N, R)``
             scores, explain explicand ``r`` with target ``r``.
-        similarity, batch_size: see :class:`SimilarityTarget`.
+        similarity: see :class:`SimilarityTarget`.
+        batch_size: see :class:`SimilarityTarget`.
     """
 
     def __init__(
@@ -269,7 +272,8 @@ class ContrastiveSimilarity(RepresentationSimilarity):
         encoder: images -> representations.
         explicand_representation: ``(D,)`` or ``(R, D)``.
         foil: ``(N_f, C, H, W)`` contrasting images.
-        similarity, batch_size: see :class:`SimilarityTarget`.
+        similarity: see :class:`SimilarityTarget`.
+        batch_size: see :class:`SimilarityTarget`.
     """
 
     def __init__(

@@ -55,7 +55,8 @@ def supcon_random_view(size: int, mean: Sequence[float], std: Sequence[float]) -
 
     Args:
         size: output side.
-        mean, std: per-channel normalisation (e.g. :func:`exaug.data.dataset_stats`).
+        mean: per-channel normalisation means (e.g. :func:`exaug.data.dataset_stats`).
+        std: the matching per-channel standard deviations.
     """
     size = _check_size(size)
     mean, std = _check_stats(mean, std)
@@ -138,7 +139,8 @@ class DeviceViewAugment(nn.Module):
 
     Args:
         size: output side.
-        mean, std: per-channel normalisation.
+        mean: per-channel normalisation means.
+        std: the matching per-channel standard deviations.
     """
 
     def __init__(self, size: int, mean: Sequence[float], std: Sequence[float]) -> None:
@@ -174,7 +176,8 @@ def unnormalize(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tenso
 
     Args:
         x: ``(C, H, W)`` or ``(B, C, H, W)``.
-        mean, std: the per-channel values used to normalise.
+        mean: the per-channel values used to normalise.
+        std: the matching per-channel standard deviations.
 
     Returns:
         Tensor of the shape of ``x`` (not clamped).

@@ -178,7 +178,12 @@ def render_shapes(
 
     Args:
         indices: ``(B,)`` int64 image indices.
-        seed, split, num_classes, image_size, spurious, spurious_strength: see :class:`SyntheticShapes`.
+        seed: see :class:`SyntheticShapes`.
+        split: see :class:`SyntheticShapes`.
+        num_classes: see :class:`SyntheticShapes`.
+        image_size: see :class:`SyntheticShapes`.
+        spurious: see :class:`SyntheticShapes`.
+        spurious_strength: see :class:`SyntheticShapes`.
 
     Returns:
         ``(images, masks, labels, cues)``: ``(B, 3, S, S)`` uint8 images, ``(B, 1, S, S)`` bool object masks,

@@ -285,7 +285,11 @@ class RELAXExplainer(_RandomMaskExplainer):
     Args:
         model: images -> representations ``(B, D)``.
         n_masks: random masks (3000 in the paper).
-        grid, p, batch_size, baseline, seed: see :class:`RISEExplainer`.
+        grid: see :class:`RISEExplainer`.
+        p: see :class:`RISEExplainer`.
+        batch_size: see :class:`RISEExplainer`.
+        baseline: see :class:`RISEExplainer`.
+        seed: see :class:`RISEExplainer`.
     """
 
     description = "RELAX label-free importance of an encoder's representation; n_masks=3000, grid=7, p=0.5"

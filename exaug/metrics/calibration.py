@@ -217,7 +217,8 @@ def pgd(
         eps: L-infinity radius in pixel units (``[0, 1]`` scale).
         alpha: step size in pixel units.
         steps: iterations.
-        mean, std: per-channel normalisation (``None``: the inputs are pixels already).
+        mean: per-channel normalisation means (``None``: the inputs are pixels already).
+        std: the matching per-channel standard deviations.
         random_start: random start inside the ball.
         seed: seed of the random start (``None``: global RNG).
 

@@ -130,7 +130,8 @@ def corruption_accuracy(
         images: ``(B, C, H, W)`` normalised batch; un-normalised with ``mean`` / ``std``, corrupted in pixel space,
             re-normalised.
         labels: ``(B,)`` int labels.
-        mean, std: per-channel normalisation (``None``: pixel inputs).
+        mean: per-channel normalisation means (``None``: pixel inputs).
+        std: the matching per-channel standard deviations.
         corruptions: names (default: all of :data:`CORRUPTIONS`).
         severities: severities to evaluate.
         seed: seed of the random corruptions (the same noise for every severity, so severities are comparable).

@@ -129,7 +129,8 @@ def training_stability(
     Args:
         runs: ``S`` sequences of per-epoch validation accuracy, one per seed, all of the same length ``E``
             (``S >= 2``), or an ``(S, E)`` array. Units are kept (percent in, percent out).
-        start, end: epoch window (Python slice semantics).
+        start: first epoch of the window (Python slice semantics).
+        end: end of the window, exclusive (Python slice semantics).
         unbiased: ``False`` (default) divides by ``S`` (numpy's ``std``); ``True`` by ``S - 1``.
 
     Returns:

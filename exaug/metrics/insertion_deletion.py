@@ -206,7 +206,10 @@ class InsertionDeletion(Metric):
         explainer_or_name: an explainer or a registered name (built on ``model``).
         model: the classifier.
         modes: which curves to compute.
-        steps, pixels_per_step, baseline, batch_size: see :func:`insertion_deletion`.
+        steps: see :func:`insertion_deletion`.
+        pixels_per_step: see :func:`insertion_deletion`.
+        baseline: see :func:`insertion_deletion`.
+        batch_size: see :func:`insertion_deletion`.
         target_layer: layer for an explainer built by name.
         explainer_options: options for an explainer built by name.
     """
