@@ -22,6 +22,7 @@ from .registry import (
 from . import gradcam  # noqa: F401  (registers "gradcam", "random")
 from . import captum_backends, pgc  # noqa: F401  (register the Captum and "pgc.*" backends)
 from . import rise  # noqa: F401
+from . import spectral_residual  # noqa: F401  (registers "spectral_residual", model-free)
 from .gradcam import GradCAM, grad_cam
 
 __all__ = [
