@@ -11,7 +11,20 @@ from .mixing import MixAugment, MixParams, box_area, box_mask, cut_boxes, random
 __all__ = ["CutMix", "Mixup"]
 
 
-class CutMix(MixAugment):
+class _BetaMix(MixAugment):
+    """A random mix whose ratio ``lam`` is drawn from ``Beta(alpha, alpha)`` per sample."""
+
+    def __init__(self, num_classes: int, alpha: float = 1.0) -> None:
+        super().__init__(num_classes)
+        if not alpha > 0:
+            raise ValueError(f"alpha must be positive, got {alpha}")
+        self.alpha = float(alpha)
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, alpha={self.alpha}"
+
+
+class CutMix(_BetaMix):
     """CutMix: paste a random box of a partner image; labels mixed by the pasted area.
 
     Per sample: ``lam ~ Beta(alpha, alpha)`` (paper and public code: ``alpha = 1``), a box of side
@@ -34,12 +47,6 @@ class CutMix(MixAugment):
         - images: ``(B, C, H, W)``; labels: ``(B,)``; output: :class:`~exaug.augment.MixedBatch`.
     """
 
-    def __init__(self, num_classes: int, alpha: float = 1.0) -> None:
-        super().__init__(num_classes)
-        if not alpha > 0:
-            raise ValueError(f"alpha must be positive, got {alpha}")
-        self.alpha = float(alpha)
-
     def draw(self, images: Tensor, labels: Tensor, model: nn.Module | None = None, *,
              generator: torch.Generator | None = None) -> MixParams:
         """Partners, ``lam``, box centres (in that order from ``generator``); the model is not used."""
@@ -54,11 +61,8 @@ class CutMix(MixAugment):
         weight_b = box_area(boxes).double() / (h * w)
         return MixParams(partner=partner, mask=box_mask(boxes, h, w), weight_a=1.0 - weight_b, weight_b=weight_b)
 
-    def extra_repr(self) -> str:
-        return f"num_classes={self.num_classes}, alpha={self.alpha}"
 
-
-class Mixup(MixAugment):
+class Mixup(_BetaMix):
     """Mixup: ``lam * x + (1 - lam) * x_partner``, labels ``lam`` / ``1 - lam``, ``lam ~ Beta(alpha, alpha)``
     per sample (the paper's CIFAR setting: ``alpha = 1``).
 
@@ -77,12 +81,6 @@ class Mixup(MixAugment):
         - images: ``(B, C, H, W)``; labels: ``(B,)``; output: :class:`~exaug.augment.MixedBatch`.
     """
 
-    def __init__(self, num_classes: int, alpha: float = 1.0) -> None:
-        super().__init__(num_classes)
-        if not alpha > 0:
-            raise ValueError(f"alpha must be positive, got {alpha}")
-        self.alpha = float(alpha)
-
     def draw(self, images: Tensor, labels: Tensor, model: nn.Module | None = None, *,
              generator: torch.Generator | None = None) -> MixParams:
         """Partners then ``lam`` from ``generator``; the model is not used."""
@@ -91,6 +89,3 @@ class Mixup(MixAugment):
         partner = random_permutation(b, generator, images.device)
         lam = sample_beta(self.alpha, b, generator, images.device)
         return MixParams(partner=partner, mask=(1.0 - lam).view(b, 1, 1, 1), weight_a=lam, weight_b=1.0 - lam)
-
-    def extra_repr(self) -> str:
-        return f"num_classes={self.num_classes}, alpha={self.alpha}"
