@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..explainers.base import Explainer
+from ..explainers.base import Explainer, normalize_saliency, upsample_bilinear
+from ..explainers.spectral_residual import spectral_residual
 from ..utils.checks import check_images, check_labels
 from .explaining import ExplainerSource, SaliencyFn, explain_normalized
 
@@ -191,8 +192,6 @@ class SaliencySource:
         self.is_random = explainer == "random"
         self.source = None if self.is_random else ExplainerSource(explainer, options)
         self.name = "random" if self.is_random else self.source.name  # type: ignore[union-attr]
-        # A stand-in model for model-free backends: never called, since the labels are always passed as targets.
-        self._placeholder = nn.Identity()
 
     def maps(self, images: Tensor, labels: Tensor, model: nn.Module | None,
              generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
@@ -202,11 +201,13 @@ class SaliencySource:
             sal = torch.rand((b, 1, h, w), generator=generator, device=_device(generator, images.device))
             return sal.to(images.device), torch.zeros(b, dtype=torch.bool, device=images.device)
         assert self.source is not None
+        if self.source.explainer in self.MODEL_FREE and not self.source.options:
+            # No model involved: the FFT saliency directly, resized and normalised like a backend's map.
+            raw = upsample_bilinear(spectral_residual(images), images.shape[-2:])
+            return normalize_saliency(raw)
         if model is None:
-            if not (isinstance(self.source.explainer, str) and self.source.explainer in self.MODEL_FREE):
-                raise ValueError(f"model is required by explainer {self.name!r} (only {self.MODEL_FREE} and "
-                                 "'random' work without one)")
-            model = self._placeholder
+            raise ValueError(f"model is required by explainer {self.name!r} (only {self.MODEL_FREE} and 'random' "
+                             "work without one)")
         explanation = explain_normalized(self.source.for_model(model), images.detach(), labels, model)
         return explanation.saliency, explanation.flat
 

@@ -13,8 +13,8 @@ details the paper leaves open:
 5. ``S = |IFFT(exp(R + iP))|``, smoothed by a 5x5 Gaussian of sigma 8 (reflect-101), then squared.
 
 The map is per-sample min-max normalised by :class:`~exaug.explainers.Explainer` like every backend. It does not
-depend on the model or the target: a forward pass only runs when ``targets`` is ``None`` (to report the predicted
-classes), so augmentations that pass labels get their maps without touching any model.
+depend on the model or the target; as a registered backend it still runs one no-grad forward (logits, target
+checks), while :func:`spectral_residual` needs no model at all (the mixing augments call it without one).
 """
 
 from __future__ import annotations
@@ -119,9 +119,9 @@ class SpectralResidual(Explainer):
         self.blur_sigma = float(blur_sigma)
 
     def _attribute(self, images: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor]:
-        logits = None
-        if targets is None:  # the map ignores the model; the forward only reports the predicted classes
-            logits, targets = self._forward_logits(images, targets)
+        # The map ignores the model; one no-grad forward reports the logits and range-checks the targets (the
+        # contract of every backend). Model-free callers use :func:`spectral_residual` directly.
+        logits, targets = self._forward_logits(images, targets)
         raw = spectral_residual(images, working_size=self.working_size, blur_size=self.blur_size,
                                 blur_sigma=self.blur_sigma)
         return raw, logits, targets

@@ -63,7 +63,18 @@ def test_registered_model_free_and_resized_back():
     explainer = exaug.create_explainer("spectral_residual", model)
     images = torch.rand(2, 3, 32, 32)
     out = explainer.explain(images, torch.tensor([0, 1]))
-    assert out.saliency.shape == (2, 1, 32, 32) and out.logits is None  # labels given: no forward at all
+    assert out.saliency.shape == (2, 1, 32, 32) and out.logits.shape == (2, 3)
     raw = spectral_residual(images)
     expected, _ = exaug.normalize_saliency(exaug.explainers.base.upsample_bilinear(raw, (32, 32)))
     torch.testing.assert_close(out.saliency, expected)
+
+
+def test_mixing_source_is_model_free_and_equals_the_backend():
+    from exaug.augment import SaliencySource
+
+    images = torch.rand(2, 3, 24, 24)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 24 * 24, 3))
+    direct, flat = SaliencySource("spectral_residual").maps(images, torch.tensor([0, 1]), None, None)
+    backend = exaug.create_explainer("spectral_residual", model).explain(images, torch.tensor([0, 1]))
+    torch.testing.assert_close(direct, backend.saliency)
+    assert torch.equal(flat, backend.flat)
