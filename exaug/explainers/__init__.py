@@ -24,6 +24,7 @@ from . import cam  # noqa: F401  (registers the native CAM family: "gradcam", "g
 from . import gradcam  # noqa: F401  (registers "random")
 from . import captum_backends, pgc  # noqa: F401  (register the Captum and "pgc.*" backends)
 from . import rise  # noqa: F401
+from . import spectral_residual  # noqa: F401  (registers "spectral_residual", model-free)
 from .cam import CAMExplainer, layer_activation_and_gradient
 from .gradcam import GradCAM, grad_cam
 

@@ -30,6 +30,7 @@ FAST_OPTIONS: dict[str, dict] = {
 # Maps that do not depend on the logits, so a model with constant logits does not make them flat.
 OUTPUT_INDEPENDENT = {
     "random",  # random control
+    "spectral_residual",  # model-free image saliency
     "pgc.randomcam",  # random channel weights
     "eigencam",  # principal component of the activations (native)
     "pgc.eigencam",  # principal component of the activations

@@ -17,7 +17,8 @@ from exaug.training.methods import JointMethod, MethodOption, TrainingMethod, ge
     unregister_method
 from exaug.training.methods.contrastive import ExConB
 
-BUILT_IN = ("ce", "supcon", "supcon_ori", "excon", "exconb", "edda", "cgc")
+BUILT_IN = ("ce", "supcon", "supcon_ori", "excon", "exconb", "edda", "cgc", "cutmix", "mixup", "saliencymix",
+            "keepcutout", "keepautoaugment", "attentive_cutmix", "snapmix", "sgt")
 
 
 @pytest.fixture

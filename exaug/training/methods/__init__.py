@@ -23,6 +23,7 @@ from .cross_entropy import CrossEntropy, JointMethod  # isort: skip
 from .contrastive import ContrastiveMethod, ExCon, ExConB, SupCon, TwoStageSupCon, build_mask_augment  # isort: skip
 from .edda import EDDA  # isort: skip
 from .cgc import CGC  # isort: skip
+from . import mixing  # isort: skip  # noqa: F401  (cutmix, mixup, saliencymix, keep*, attentive_cutmix, snapmix, sgt)
 
 __all__ = [
     "CGC", "CLASSIFIER_KEYS", "EDDA", "METHODS", "VALIDATION_KEYS", "ContrastiveMethod", "CrossEntropy", "ExCon",
