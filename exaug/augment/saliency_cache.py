@@ -29,10 +29,11 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from ..explainers.base import normalize_saliency, upsample_bilinear
+from ..explainers.base import Explainer, normalize_saliency, upsample_bilinear
 from ..utils.checks import check_indices, positive_int
+from .explaining import SaliencyFn, explain_normalized
 
-__all__ = ["SaliencyCache"]
+__all__ = ["SaliencyCache", "native_map_size"]
 
 
 #: ``compute(rows)`` -> ``(saliency (R, 1, H, W), flat (R,), raw (R, 1, h, w) or None)`` for the batch rows
@@ -393,6 +394,27 @@ class SaliencyCache(nn.Module):
     def _indices(self, indices: Tensor, check_range: bool) -> Tensor:
         indices = check_indices(indices, self.num_samples, "indices", check_range=check_range)
         return indices.to(self.device)
+
+
+def native_map_size(
+    explainer: Explainer | SaliencyFn, model: nn.Module, image_shape: tuple[int, int, int], device: torch.device
+) -> tuple[int, int]:
+    """``(h, w)`` of the maps ``explainer`` stores in a ``"native"`` cache, from one call on one blank image.
+
+    Lets an owner size a cache up front (its ``memory_bytes`` is then final from the start). The call runs
+    isolated (no side effect on ``model``); a plain callable has no native map and gives the image size.
+
+    Example:
+        >>> from torch import nn
+        >>> from exaug import create_explainer
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        ...                       nn.Flatten(), nn.Linear(4, 3))
+        >>> native_map_size(create_explainer("gradcam", model, target_layer="1"), model, (3, 8, 8), "cpu")
+        (4, 4)
+    """
+    images = torch.zeros((1, *image_shape), device=device)
+    raw = explain_normalized(explainer, images, None, model).raw
+    return tuple(image_shape[-2:]) if raw is None else (int(raw.shape[-2]), int(raw.shape[-1]))  # type: ignore
 
 
 def _image_size(value: Any, name: str = "image_size") -> tuple[int, int]:
