@@ -21,6 +21,7 @@ unevaluated ones are evaluated. See docs/reproduction.md.
 from __future__ import annotations
 
 import argparse
+import json
 import queue
 import shlex
 import sys
@@ -113,12 +114,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=8, help="DataLoader workers per process")
     parser.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"), help="autocast precision")
     parser.add_argument("--eval-samples", type=int, default=None, help="evaluate on N test images (default: all)")
-    parser.add_argument("--epoch-seconds", type=float, default=75.0,
-                        help="ASSUMED seconds of one SupCon Algorithm-1 epoch (encoder + classifier epoch + "
-                             "validation) of ResNet-50 on CIFAR-100 at batch 256 on one A100; measure one epoch "
-                             "and pass it for a better estimate (default 75)")
+    parser.add_argument("--epoch-seconds", type=float, default=None,
+                        help="seconds of one SupCon Algorithm-1 epoch (encoder + classifier epoch + validation) of "
+                             "ResNet-50 on CIFAR-100 at batch 256 on one GPU (default: the epoch_seconds measured "
+                             "by benchmarks/gpu_check.py in --gpu-check when present, else an ASSUMED 75 s)")
+    parser.add_argument("--gpu-check", default=str(RESULTS / "gpu_check.json"),
+                        help="gpu_check.py's JSON, read for the measured epoch time (default: %(default)s)")
     parser.add_argument("--eval-minutes", type=float, default=5.0, help="assumed GPU minutes per evaluation")
     args = parser.parse_args(argv)
+    args.epoch_seconds, args.epoch_seconds_source = resolve_epoch_seconds(args.epoch_seconds, Path(args.gpu_check))
     if args.seeds < 1 or args.seeds > len(SEEDS):
         parser.error(f"--seeds must be between 1 and {len(SEEDS)}")
     if args.torchrun is not None and args.torchrun < 1:
@@ -183,6 +187,28 @@ def train_flags(config: TrainConfig) -> str:
 
 
 # -- estimate -------------------------------------------------------------------------------------------------------
+#: The SupCon Algorithm-1 epoch assumed when neither --epoch-seconds nor a gpu_check.py measurement is given.
+ASSUMED_EPOCH_SECONDS = 75.0
+
+
+def resolve_epoch_seconds(given: float | None, gpu_check: Path) -> tuple[float, str]:
+    """``(seconds, source)``: ``--epoch-seconds``, else gpu_check.py's measured ``epoch_seconds``, else 75 s."""
+    if given is not None:
+        if not given > 0:
+            raise SystemExit(f"reproduce: --epoch-seconds must be positive, got {given}")
+        return given, "--epoch-seconds"
+    if gpu_check.is_file():
+        measured = json.loads(gpu_check.read_text())
+        seconds = measured.get("epoch_seconds")
+        if isinstance(seconds, (int, float)) and seconds > 0:
+            settings = measured.get("settings", {})
+            how = ", ".join(f"{k}={settings[k]}" for k in ("device", "amp", "channels_last", "compile")
+                            if k in settings)
+            gpu = (measured.get("machine") or {}).get("cuda") or "no GPU"
+            return float(seconds), f"measured by gpu_check.py on {gpu} ({how}; {gpu_check})"
+    return ASSUMED_EPOCH_SECONDS, f"ASSUMED (no measurement in {gpu_check}: run benchmarks/gpu_check.py on the GPU)"
+
+
 def run_seconds(run: GridRun, epoch_seconds: float, done_epochs: int = 0) -> float:
     """Estimated single-GPU seconds of the epochs of ``run`` still to train (see the cost-model constants)."""
     c = run.config
@@ -207,14 +233,15 @@ def estimate(args: argparse.Namespace, runs: Sequence[GridRun]) -> dict[str, Any
     gpus = len(args.gpus.split(",")) if args.gpus else 1
     return {"gpu_hours": gpu_seconds / 3600, "per_setting_gpu_hours": per_setting, "gpus": gpus,
             "wall_hours": gpu_seconds / 3600 / gpus, "epoch_seconds_assumed": args.epoch_seconds,
+            "epoch_seconds_source": getattr(args, "epoch_seconds_source", "--epoch-seconds"),
             "explanation_factor": EXPLANATION_FACTOR, "batch128_factor": BATCH128_FACTOR}
 
 
 def print_estimate(info: dict[str, Any]) -> None:
     parts = ", ".join(f"{s} {h:.0f}" for s, h in info["per_setting_gpu_hours"].items())
     print(f"Estimated remaining work: {info['gpu_hours']:.0f} GPU-hours ({parts}); about {info['wall_hours']:.0f} h "
-          f"on {info['gpus']} GPU(s). Assumes {info['epoch_seconds_assumed']:g} s per SupCon epoch of ResNet-50 "
-          f"on CIFAR-100 at batch 256 on one A100 (--epoch-seconds), x{info['explanation_factor']} for explanation "
+          f"on {info['gpus']} GPU(s). Uses {info['epoch_seconds_assumed']:g} s per SupCon epoch of ResNet-50 "
+          f"on CIFAR-100 at batch 256 ({info['epoch_seconds_source']}), x{info['explanation_factor']} for explanation "
           f"epochs, x{info['batch128_factor']} at batch 128, x8 for Tiny ImageNet.", flush=True)
 
 

@@ -170,6 +170,8 @@ class ExplanationMaskAugment(nn.Module):
             ``cache.set_epoch(epoch)`` every epoch. ``None`` (the paper): explain every batch. With
             ``target="predicted"`` a cached map explains the class predicted when it was computed. The cache
             becomes a submodule: ``aug.to(device)`` moves it, ``aug.state_dict()`` holds it under ``cache.``.
+            A ``map_size="native"`` cache stores the explainer's native maps (``Explanation.raw``) and serves
+            them upsampled and normalised on the batch's device, as the explainer would.
     """
 
     def __init__(
@@ -323,13 +325,14 @@ class ExplanationMaskAugment(nn.Module):
         else:
             assert indices is not None  # checked by _check_model
 
-            def compute(rows: Tensor | None) -> tuple[Tensor, Tensor]:
+            def compute(rows: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
                 images, rows_targets = originals, targets
                 if rows is not None:
                     images = originals.index_select(0, rows)
                     rows_targets = None if targets is None else targets.index_select(0, rows)
                 explained = explain_normalized(explainer, images, rows_targets, model)
-                return explained.saliency, explained.flat
+                # The native map too: a compact cache stores it and serves it upsampled as explain() does.
+                return explained.saliency, explained.flat, explained.raw
 
             saliency, flat, explained_all = self.cache.serve(indices, compute, originals.device)
         keep = keep_mask(saliency, threshold=self.threshold, keep_fraction=self.keep_fraction, flat=flat)

@@ -6,21 +6,33 @@ line ``exaug <cmd>: error: ...`` on stderr and returns exit code 2 (bad usage) o
 in :mod:`exaug.cli.errors`; ``exaug --debug <cmd> ...`` re-raises instead, to show the traceback. ``--option
 KEY=VALUE`` has one grammar for every command (:mod:`exaug.cli.options`). Heavy imports happen inside commands,
 so ``exaug --help`` stays fast.
+
+Threads (:mod:`exaug.utils.threads`): ``exaug --threads N COMMAND`` (``exaug train --threads N`` too) sets torch's
+CPU threads, by default ``min(cores, 4)`` unless ``OMP_NUM_THREADS`` is exported. The commands that compute
+(:data:`COMPUTE_COMMANDS`) also need ``OMP_WAIT_POLICY=PASSIVE`` so that OpenMP threads sleep instead of spinning
+when other processes share the cores; libgomp reads it only when torch is first imported, which ``import exaug``
+has already done, so :func:`main` re-executes the process once with it set (one more interpreter start, a few
+seconds) unless the user set ``OMP_WAIT_POLICY`` (any value). Only the process entry (``main()`` without
+``argv``: the console script, ``python -m exaug``, ``torchrun -m exaug``) re-executes; ``main(argv)`` never does.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
 from .. import __version__
+from ..utils.threads import REEXEC_MARK, OPENMP_ENV, openmp_env, reexec_command, resolve_threads, set_threads
 from .errors import error_line, exit_code
 
-__all__ = ["build_parser", "main"]
+__all__ = ["COMPUTE_COMMANDS", "build_parser", "main"]
 
 #: The subcommand modules, in the order ``exaug --help`` lists them.
 COMMANDS: tuple[str, ...] = ("explainers", "train", "evaluate", "compare", "explain", "demo")
+#: The commands that run models, for which the process entry sets the OpenMP environment (module docstring).
+COMPUTE_COMMANDS: tuple[str, ...] = ("train", "evaluate", "explain", "demo")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"exaug {__version__}")
     parser.add_argument("--debug", action="store_true", help="re-raise errors with their traceback")
+    parser.add_argument("--threads", type=_threads, default=argparse.SUPPRESS, metavar="N",
+                        help="CPU threads of torch (default: min(cores, 4), or OMP_NUM_THREADS when set); the "
+                             "commands that compute also set OMP_WAIT_POLICY=PASSIVE unless it is set, so idle "
+                             "threads sleep instead of spinning on cores other processes use")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").add_parser(sub)
@@ -70,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    threads = resolve_threads(getattr(args, "threads", None))
+    if argv is None and args.command in COMPUTE_COMMANDS:
+        _reexec_with_openmp_env(threads)
+    set_threads(threads)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -81,6 +101,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(error_line(args.command, err), file=sys.stderr)
         return code
+
+
+def _threads(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of threads, got {text!r}")
+    return value
+
+
+def _reexec_with_openmp_env(threads: int | None) -> None:
+    """Replace this process by ``exaug`` with :data:`~exaug.utils.threads.OPENMP_ENV` set, once, if missing."""
+    missing = openmp_env(threads)
+    if REEXEC_MARK in os.environ or not any(key in OPENMP_ENV for key in missing):
+        return
+    command, env = reexec_command(sys.argv[1:], {**os.environ, **missing})
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, command, env)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -53,12 +53,19 @@ class Explanation:
         logits: ``(B, K)`` detached logits of the explained images, or ``None`` when the backend does not
             run a plain forward pass (e.g. perturbation methods).
         flat: ``(B,)`` bool, True where the raw map was constant (or not finite) and was set to all zeros.
+        raw: ``(B, 1, h, w)`` detached map at the backend's native resolution, before upsampling and
+            normalisation (a 16x16 layer map for Grad-CAM at a stride-2 layer of 32x32 images; ``h, w = H, W``
+            for pixel-resolution backends), or ``None`` when unknown (plain callables).
+            ``normalize_saliency(upsample_bilinear(raw.float(), (H, W)))`` reproduces ``saliency`` and ``flat``
+            bit for bit when ``h, w != H, W``, which is what a compact
+            :class:`~exaug.augment.SaliencyCache` stores.
     """
 
     saliency: Tensor
     targets: Tensor
     logits: Tensor | None
     flat: Tensor
+    raw: Tensor | None = None
 
 
 def normalize_saliency(raw: Tensor, eps: float = FLAT_RELATIVE_EPS) -> tuple[Tensor, Tensor]:
@@ -212,6 +219,7 @@ class Explainer(abc.ABC):
             raw = raw.unsqueeze(1)
         if raw.shape[1] != 1:
             raise RuntimeError(f"{type(self).__name__} produced a map with {raw.shape[1]} channels, expected 1")
+        native = raw
         if raw.shape[-2:] != images.shape[-2:]:
             raw = upsample_bilinear(raw.float(), images.shape[-2:])
         saliency, flat = normalize_saliency(raw.float())
@@ -220,6 +228,7 @@ class Explainer(abc.ABC):
             targets=targets,
             logits=None if logits is None else logits.detach(),
             flat=flat,
+            raw=native,
         )
 
     # -- for subclasses ---------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..utils.checks import positive_int
 from .methods import METHODS, closest_hint, get_method, list_methods
 
 __all__ = ["METHODS", "TrainConfig", "add_config_arguments", "config_from_args", "load_config_file"]
@@ -69,9 +70,19 @@ class TrainConfig:
     background_copies: str = _field("all", "ExConB: background rows count in every view (all) or once (one)",
                                     choices=("all", "one"))
     saliency_refresh_epochs: int = _field(1, "excon/exconb: recompute each training image's saliency map every N "
-                                             "epochs and reuse it in between (maps up to N-1 epochs old; a float16 "
-                                             "cache of train images x H x W x 2 bytes on the training device, not "
-                                             "checkpointed); 1 explains every batch, as the paper")
+                                             "epochs and reuse it in between (maps up to N-1 epochs old, cached at "
+                                             "the explainer's native resolution: see --saliency-cache-dtype and "
+                                             "--saliency-cache-device); 1 explains every batch, as the paper")
+    # saliency cache storage and CPU threads (speed)
+    saliency_cache_device: str = _field("train", "where the saliency cache lives: train (the training device) or "
+                                                 "cpu (host memory; with CUDA, read through pinned memory with "
+                                                 "non-blocking copies)", choices=("train", "cpu"))
+    saliency_cache_dtype: str = _field("float32", "storage of cached maps, kept at the explainer's native "
+                                                  "resolution: float32 (served bit for bit as a fresh map), "
+                                                  "float16, bfloat16 or uint8 (rounded; 2x / 2x / 4x smaller)",
+                                       choices=("float32", "float16", "bfloat16", "uint8"))
+    threads: int | None = _field(None, "CPU threads of torch (default: min(cores, 4), or OMP_NUM_THREADS when "
+                                       "set; also `exaug --threads N COMMAND`)")
     # EDDA (method edda; also uses explainer, explainer_layer, explainer_options, mask_fill, mask_target)
     edda_start_epoch: int = _field(0, "first epoch (0-based) that mixes in EDDA occlusions (before: plain ce)")
     edda_ratio: float = _field(0.5, "fraction of each batch's images that get EDDA copies (each adds a salient- and "
@@ -118,6 +129,8 @@ class TrainConfig:
         for name, value in positive.items():
             if not value > 0:
                 raise ValueError(f"{name} must be positive, got {value}")
+        if self.threads is not None:
+            positive_int("threads", self.threads)
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if not 0.0 <= self.mask_threshold <= 1.0:

@@ -28,10 +28,12 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .. import __version__
 from ..augment import SaliencyCache
-from ..explainers import explainer_uses_layer
+from ..augment.saliency_cache import native_map_size
+from ..explainers import explainer_uses_layer, resolve_explainer
 from .. import models
 from ..models import Classifier, LinearClassifier, SupConModel, default_explainer_layer
 from ..utils.checkpoint import CheckpointError, atomic_save, load_checkpoint
+from ..utils.threads import set_threads
 from .config import TrainConfig
 from .distributed import DistContext, setup_distributed
 from .loaders import RunData, build_run_data
@@ -88,6 +90,7 @@ class Trainer:
         self.ctx: DistContext = setup_distributed(config.device)
         self.device = self.ctx.device
         self.out = Path(config.out)
+        set_threads(config.threads)  # None: torch's setting (the `exaug` command has set the default)
         seed_everything(config.seed)
 
         self.data: RunData = build_run_data(config, self.ctx)
@@ -155,9 +158,18 @@ class Trainer:
         # it holds no map of and the hit rate is lower than on one device. Saved in last.pt (its maps are
         # buffers), so a resumed run serves the same maps as an uninterrupted one; under torchrun every rank holds
         # its own cache and only rank 0 writes checkpoints, so resumed ranks recompute their maps instead.
-        self.saliency_cache = SaliencyCache(
-            self.data.train_size, self.image_size, refresh_every=c.saliency_refresh_epochs, device=self.device
-        ) if self.method.uses_explanations and c.saliency_refresh_epochs > 1 else None
+        # Maps are stored at the explainer's native resolution (probed once on a blank image, so memory_bytes is
+        # final from the start) and upsampled on the training device when served.
+        self.saliency_cache = None
+        if self.method.uses_explanations and c.saliency_refresh_epochs > 1:
+            image_shape = (len(self.data.mean), self.image_size, self.image_size)
+            explainer = resolve_explainer(c.explainer, self.classifier_model, **options)
+            self.saliency_cache = SaliencyCache(
+                self.data.train_size, self.image_size, refresh_every=c.saliency_refresh_epochs,
+                dtype=getattr(torch, c.saliency_cache_dtype),
+                device="cpu" if c.saliency_cache_device == "cpu" else self.device,
+                map_size=native_map_size(explainer, self.classifier_model, image_shape, self.device),
+            )
 
     def _build_forward_modules(self) -> None:
         """The modules the training steps call: DDP-wrapped under torchrun, optionally compiled."""

@@ -343,3 +343,127 @@ def test_augment_state_dict_holds_the_cache(cnn, batch):
     other.load_state_dict(roundtrip(aug.state_dict()))
     assert torch.equal(other.cache.maps, aug.cache.maps) and other.cache.misses == 12
     assert not other.cache.stale(indices_of(12)).any()
+
+
+# -- compact storage: native maps, uint8 / float16, upsampled on read -----------------------------------------------
+@pytest.fixture(scope="module")
+def cifar_resnet():
+    """A narrow CIFAR ResNet-18 classifier (images -> logits): layer2 gives 16x16 maps of 32x32 images."""
+    from exaug.models import Classifier, LinearClassifier, create_model
+
+    torch.manual_seed(0)
+    encoder = create_model("resnet18", 10, width=0.125).encoder
+    with torch.no_grad():
+        dim = encoder(torch.zeros(1, 3, 32, 32)).shape[1]
+    return Classifier(encoder, LinearClassifier(dim, 10)).eval()
+
+
+@pytest.fixture(scope="module")
+def cifar_batch():
+    g = torch.Generator().manual_seed(5)
+    return torch.randn(16, 3, 32, 32, generator=g), torch.randint(0, 10, (16,), generator=g)
+
+
+def two_epochs(explainer, model, images, labels, cache, options=None):
+    """Epoch 0 explains every image; epoch 1 serves them all from ``cache`` in another order and grouping."""
+    aug = ExplanationMaskAugment(explainer, mode="exconb", explainer_options=options, cache=cache)
+    idx = torch.arange(images.shape[0])
+    aug(images, (images, images), labels, model, idx)
+    cache.set_epoch(1)
+    order = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(6))
+    served = {}
+    for part in (order[:5], order[5:]):  # other batch sizes than the explained one
+        out = aug(images[part], (images[part], images[part]), labels[part], model, part)
+        for i, index in enumerate(part.tolist()):
+            served[index] = (out.saliency[i], out.keep[i], out.flat[i])
+    assert cache.hits == images.shape[0]
+    return [torch.stack([served[i][j] for i in range(images.shape[0])]) for j in range(3)]
+
+
+@pytest.mark.parametrize("name, options, map_size", [
+    ("gradcam", {"target_layer": "encoder.layer2"}, (16, 16)),
+    ("saliency", None, (32, 32)),  # a pixel-resolution explainer: stores the normalised map
+])
+def test_native_float32_cache_serves_the_fresh_maps_bit_for_bit(cifar_resnet, cifar_batch, name, options, map_size):
+    images, labels = cifar_batch
+    fresh = ExplanationMaskAugment(name, mode="exconb", explainer_options=options)(images, (images, images), labels,
+                                                                                  cifar_resnet)
+    cache = SaliencyCache(N, 32, dtype=torch.float32, map_size="native")
+    saliency, keep, flat = two_epochs(name, cifar_resnet, images, labels, cache, options)
+    assert cache.map_size == map_size and cache.upsamples == (map_size != (32, 32))
+    assert torch.equal(saliency, fresh.saliency) and torch.equal(keep, fresh.keep) and torch.equal(flat, fresh.flat)
+    assert 0 < int(keep.sum()) < keep.numel()  # the masks are not trivially empty or full
+
+
+def test_native_maps_take_a_quarter_of_the_pixel_memory(cifar_resnet, cifar_batch):
+    images, labels = cifar_batch
+    options = {"target_layer": "encoder.layer2"}
+    sizes = {}
+    for dtype in (torch.float32, torch.float16, torch.uint8):
+        for map_size in (None, "native"):
+            cache = SaliencyCache(N, 32, dtype=dtype, map_size=map_size)
+            two_epochs("gradcam", cifar_resnet, images, labels, cache, options)
+            sizes[dtype, map_size] = cache.memory_bytes / N
+    assert sizes[torch.float32, None] == 32 * 32 * 4 + 9 and sizes[torch.float32, "native"] == 16 * 16 * 4 + 9
+    assert sizes[torch.uint8, "native"] == 16 * 16 + 9 and sizes[torch.float16, "native"] == 16 * 16 * 2 + 9
+
+
+# Half the storage step of a value in [0, 1]: uint8 levels of 1/255, float16 / bfloat16 ulps of [0.5, 1).
+STEP = {torch.uint8: 0.5 / 255, torch.float16: 2.0**-12, torch.bfloat16: 2.0**-9}
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float16, torch.bfloat16])
+def test_rounded_native_maps_stay_within_the_stated_tolerance(cifar_resnet, cifar_batch, dtype):
+    """Served - fresh <= 4 e / r per sample (e: the storage step, r: the range the upsampled native map keeps),
+    and keep-masks differ only at pixels that close to the threshold."""
+    from exaug.explainers.base import normalize_saliency, upsample_bilinear
+
+    images, labels = cifar_batch
+    explainer = create_explainer("gradcam", cifar_resnet, target_layer="encoder.layer2")
+    fresh = explainer.explain(images, labels)
+    cache = SaliencyCache(N, 32, dtype=dtype, map_size="native")
+    saliency, keep, flat = two_epochs(explainer, cifar_resnet, images, labels, cache)
+    assert cache.map_size == (16, 16) and torch.equal(flat, fresh.flat)
+    native = normalize_saliency(fresh.raw.float())[0]
+    kept_range = upsample_bilinear(native, (32, 32)).flatten(1).aminmax(dim=1)
+    bound = (4 * STEP[dtype] / (kept_range.max - kept_range.min)).view(-1, 1, 1, 1) + 1e-6
+    error = (saliency - fresh.saliency).abs()
+    assert (error <= bound).all() and error.max() > 0  # rounded, and within the bound
+    fresh_keep = fresh.saliency > 0.5
+    flipped = keep != fresh_keep
+    assert ((fresh.saliency - 0.5).abs()[flipped] <= bound.expand_as(error)[flipped]).all()
+    assert flipped.float().mean() < 0.01  # measured: see benchmarks/cache_memory.py for the fractions
+
+
+def test_native_cache_checkpoints_and_refuses_another_dtype(cifar_resnet, cifar_batch):
+    images, labels = cifar_batch
+    cache = SaliencyCache(N, 32, dtype=torch.uint8, map_size="native")
+    two_epochs("gradcam", cifar_resnet, images, labels, cache, {"target_layer": "encoder.layer2"})
+    state = roundtrip(cache.state_dict())
+    loaded = SaliencyCache(N, 32, dtype=torch.uint8, map_size="native")
+    assert loaded.map_size is None and loaded.memory_bytes == N * 9
+    loaded.load_state_dict(state)
+    assert loaded.map_size == (16, 16) and torch.equal(loaded.maps, cache.maps)
+    everything = torch.arange(16)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.get(everything), cache.get(everything)))
+    with pytest.raises(RuntimeError, match="stores torch.uint8 maps, this one torch.float16"):
+        SaliencyCache(N, 32, map_size="native").load_state_dict(state)
+    with pytest.raises(RuntimeError, match="size mismatch for maps"):
+        SaliencyCache(N, 32, dtype=torch.uint8).load_state_dict(state)
+
+
+def test_native_cache_errors_name_the_problem(cnn, batch):
+    x, v1, v2, y = batch
+    with pytest.raises(ValueError, match="map_size"):
+        SaliencyCache(N, 16, map_size="pixels")
+    cache = SaliencyCache(N, 16, map_size=4)  # the cnn's gradcam layer is 8x8
+    with pytest.raises(ValueError, match="stores 4x4 native maps, the explainer returned 8x8"):
+        ExplanationMaskAugment("gradcam", cache=cache)(x, (v1, v2), y, cnn, torch.arange(12))
+    with pytest.raises(ValueError, match="explainer gave none"):
+        ExplanationMaskAugment(lambda im, t: im.sum(1, keepdim=True), cache=cache)(x, (v1, v2), y, cnn,
+                                                                                   torch.arange(12))
+    # A callable has no native map: a "native" cache stores its normalised pixel map.
+    callable_cache = SaliencyCache(N, 16, map_size="native")
+    ExplanationMaskAugment(lambda im, t: im.sum(1, keepdim=True), cache=callable_cache)(x, (v1, v2), y, cnn,
+                                                                                        torch.arange(12))
+    assert callable_cache.map_size == (16, 16) and not callable_cache.upsamples
