@@ -10,10 +10,11 @@ so ``exaug --help`` stays fast.
 Threads (:mod:`exaug.utils.threads`): ``exaug --threads N COMMAND`` (``exaug train --threads N`` too) sets torch's
 CPU threads, by default ``min(cores, 4)`` unless ``OMP_NUM_THREADS`` is exported. The commands that compute
 (:data:`COMPUTE_COMMANDS`) also need ``OMP_WAIT_POLICY=PASSIVE`` so that OpenMP threads sleep instead of spinning
-when other processes share the cores; libgomp reads it only when torch is first imported, which ``import exaug``
-has already done, so :func:`main` re-executes the process once with it set (one more interpreter start, a few
-seconds) unless the user set ``OMP_WAIT_POLICY`` (any value). Only the process entry (``main()`` without
-``argv``: the console script, ``python -m exaug``, ``torchrun -m exaug``) re-executes; ``main(argv)`` never does.
+when other processes share the cores; libgomp reads it only when torch is first imported. ``import exaug`` does
+not import torch (its names load on first use), so the process entry (``main()`` without ``argv``: the console
+script, ``python -m exaug``, ``torchrun -m exaug``) sets the variables the user has not set before anything
+imports torch. Should torch already be loaded there (a wrapper imported it first), :func:`main` re-executes the
+process once with them set instead. ``main(argv)``, called from Python, never touches the environment.
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         0 on success, 1 when the run failed, 2 on bad usage, 130 when interrupted (see :mod:`exaug.cli.errors`).
         ``--help``, ``--version`` and argparse's own usage errors raise ``SystemExit`` as usual.
     """
+    if argv is None:
+        _early_openmp_env(sys.argv[1:])  # before build_parser imports torch
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -111,6 +114,27 @@ def _threads(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive number of threads, got {text!r}")
     return value
+
+
+def _early_openmp_env(args: Sequence[str]) -> None:
+    """Export the missing OpenMP variables for a compute command, if torch is not loaded yet (no re-exec then).
+
+    A light scan of the raw arguments (the command and a valid ``--threads N``); anything malformed is left for
+    argparse to report.
+    """
+    if "torch" in sys.modules:
+        return
+    command = next((a for a in args if a in COMMANDS), None)
+    if command not in COMPUTE_COMMANDS:
+        return
+    requested = None
+    for i, arg in enumerate(args):
+        value = arg.partition("=")[2] if arg.startswith("--threads=") else (
+            args[i + 1] if arg == "--threads" and i + 1 < len(args) else None)
+        if value is not None and value.isdigit() and int(value) > 0:
+            requested = int(value)
+    threads = requested if requested is not None else resolve_threads(None)
+    os.environ.update(openmp_env(threads))
 
 
 def _reexec_with_openmp_env(threads: int | None) -> None:

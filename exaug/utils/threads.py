@@ -10,9 +10,10 @@ a loop of 2-thread conv + matmul steps): 145-148 s concurrently with the default
 (one process alone: 18.2 s and 3.1 s; the other engineers' jobs were running too).
 
 libgomp reads the variable once, when it is loaded, i.e. when ``torch`` is imported; it has no API to change it
-later. ``import exaug`` imports torch, so the ``exaug`` command re-executes itself once with the variable set
-(:func:`reexec_command`) when the user has not set it; setting ``OMP_WAIT_POLICY`` yourself (any value) skips
-that. Python users set it in the environment before importing torch.
+later. ``import exaug`` does not import torch, so the ``exaug`` command exports the variable (when the user has
+not set it) before anything loads torch; only when torch was loaded first does it re-execute itself once with the
+variable set (:func:`reexec_command`). Setting ``OMP_WAIT_POLICY`` yourself (any value) skips both. Python users
+set it in the environment before importing torch.
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ import sys
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import torch
-
-from .checks import positive_int
+# torch (and the checks, which import it) are imported inside the functions that need them: the ``exaug`` command
+# imports this module to set the OpenMP environment *before* torch loads (see :mod:`exaug.cli`).
 
 __all__ = [
     "DEFAULT_MAX_THREADS",
@@ -60,8 +60,11 @@ def default_threads(cores: int | None = None) -> int:
         >>> default_threads(2), default_threads(64)
         (2, 4)
     """
-    cores = available_cores() if cores is None else positive_int("cores", cores)
-    return min(cores, DEFAULT_MAX_THREADS)
+    if cores is None:
+        return min(available_cores(), DEFAULT_MAX_THREADS)
+    from .checks import positive_int
+
+    return min(positive_int("cores", cores), DEFAULT_MAX_THREADS)
 
 
 def resolve_threads(requested: int | None, environ: Mapping[str, str] | None = None) -> int | None:
@@ -73,6 +76,8 @@ def resolve_threads(requested: int | None, environ: Mapping[str, str] | None = N
         (3, None)
     """
     if requested is not None:
+        from .checks import positive_int
+
         return positive_int("threads", requested)
     environ = os.environ if environ is None else environ
     return None if environ.get("OMP_NUM_THREADS") else default_threads()
@@ -82,8 +87,9 @@ def openmp_env(threads: int | None, environ: Mapping[str, str] | None = None) ->
     """The OpenMP variables to add to ``environ`` before torch is imported; those the user set are kept.
 
     Args:
-        threads: the thread count (:func:`resolve_threads`), also exported as ``OMP_NUM_THREADS`` (when not
-            set), so libgomp sizes its pool once and child processes inherit it; ``None``: not exported.
+        threads: the thread count, already validated (:func:`resolve_threads`), also exported as
+            ``OMP_NUM_THREADS`` (when not set), so libgomp sizes its pool once and child processes inherit it;
+            ``None``: not exported.
         environ: the environment (default: ``os.environ``).
 
     Returns:
@@ -98,7 +104,7 @@ def openmp_env(threads: int | None, environ: Mapping[str, str] | None = None) ->
     environ = os.environ if environ is None else environ
     wanted = dict(OPENMP_ENV)
     if threads is not None:
-        wanted["OMP_NUM_THREADS"] = str(positive_int("threads", threads))
+        wanted["OMP_NUM_THREADS"] = str(int(threads))
     return {key: value for key, value in wanted.items() if key not in environ}
 
 
@@ -130,6 +136,10 @@ def set_threads(threads: int | None) -> int:
         1
         >>> _ = set_threads(before)
     """
+    import torch
+
+    from .checks import positive_int
+
     if threads is not None:
         torch.set_num_threads(positive_int("threads", threads))
     return torch.get_num_threads()

@@ -1,4 +1,5 @@
-"""``exaug --threads N`` and the OpenMP environment the process entry sets (by re-executing itself once)."""
+"""``exaug --threads N`` and the OpenMP environment the process entry sets (in place before torch loads, or by
+re-executing itself once when torch was already loaded)."""
 
 from __future__ import annotations
 
@@ -68,19 +69,19 @@ def test_process_entry_reexecutes_once_with_passive_wait(restore_threads, monkey
     assert "explain" in COMPUTE_COMMANDS and "compare" not in COMPUTE_COMMANDS
 
 
-def test_real_reexec_runs_the_command_in_the_new_environment(tmp_path):
-    """End to end: the entry re-executes (announced by a spy around os.execve) and the child runs the command."""
-    spy = ("import os, sys\n"
-           "real = os.execve\n"
-           "def execve(path, args, env):\n"
-           "    print('reexec', env['OMP_WAIT_POLICY'], env['OMP_NUM_THREADS'], flush=True)\n"
-           "    real(path, args, env)\n"
-           "os.execve = execve\n"
+def test_process_entry_sets_the_environment_before_torch_loads_without_reexec(tmp_path):
+    """End to end, as the console script starts: torch is not loaded yet, so the variables are exported in place
+    (a spy around os.execve would announce a re-exec) and the command runs with them."""
+    spy = ("import atexit, os, sys\n"
+           "os.execve = lambda *a: print('reexec', flush=True)\n"
            "sys.argv = ['exaug', '--threads', '1', 'explain', '--index', '0']\n"
            "from exaug.cli import main\n"
+           "assert 'torch' not in sys.modules\n"
+           "atexit.register(lambda: print('env', os.environ['OMP_WAIT_POLICY'], os.environ['OMP_NUM_THREADS'],\n"
+           "                              __import__('torch').get_num_threads(), flush=True))\n"
            "sys.exit(main())\n")
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", REEXEC_MARK, "OMP_NUM_THREADS")}
     done = subprocess.run([sys.executable, "-c", spy], env=env, cwd=tmp_path, capture_output=True, text=True,
                           timeout=300)
-    assert done.stdout.splitlines() == ["reexec PASSIVE 1"]  # exactly once
+    assert done.stdout.splitlines() == ["env PASSIVE 1 1"]  # no re-exec; torch started with the variables set
     assert done.returncode == 2 and "exactly one of --run" in done.stderr
