@@ -8,7 +8,7 @@ import hashlib
 import io
 import json
 import os
-import zipfile
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,9 @@ TINY: dict[str, Any] = dict(
     method="supcon", dataset="synthetic", model="resnet18", width=0.0625, feat_dim=16, epochs=1, batch_size=16,
     lr=0.05, classifier_lr=0.05, train_samples=32, eval_samples=16, quiet=True, device="cpu", seed=3,
 )
-TINY_ARGS = ["--method", "supcon", "--epochs", "1", "--dataset", "synthetic", "--model", "resnet18", "--width", "0.0625",
-             "--feat-dim", "16", "--batch-size", "16", "--lr", "0.05", "--classifier-lr", "0.05", "--train-samples",
-             "32", "--eval-samples", "16", "--quiet", "--device", "cpu", "--seed", "3"]
+TINY_ARGS = ["--method", "supcon", "--epochs", "1", "--dataset", "synthetic", "--model", "resnet18", "--width",
+             "0.0625", "--feat-dim", "16", "--batch-size", "16", "--lr", "0.05", "--classifier-lr", "0.05",
+             "--train-samples", "32", "--eval-samples", "16", "--quiet", "--device", "cpu", "--seed", "3"]
 
 
 def tiny(out: Path, **overrides: Any) -> TrainConfig:
@@ -230,16 +230,11 @@ def image_files(train_classes: str, test_classes: str, per_class: int = 12,
 
 
 def write_data(root: Path, files: dict[str, bytes], as_zip: bool) -> Path:
-    if as_zip:
-        path = root.with_suffix(".zip")
-        with zipfile.ZipFile(path, "w") as archive:
-            for name, data in files.items():
-                archive.writestr(name, data)
-        return path
+    """The files as a folder tree under ``root``, or (``as_zip``) zipped into ``root.zip``."""
     for name, data in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(data)
-    return root
+    return Path(shutil.make_archive(str(root), "zip", root)) if as_zip else root
 
 
 def folder_config(data: Path, out: Path, as_zip: bool, **overrides: Any) -> TrainConfig:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .options import add_option_argument, options_by_section
+from .trust import add_trust_argument
 
 __all__ = ["add_parser", "run"]
 
@@ -62,9 +63,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="also score the test images the run validated on (by default they are left out when "
                              "the run validated on a test subset, --eval-samples, because its best checkpoint was "
                              "chosen on them)")
-    parser.add_argument("--trust-checkpoint", action="store_true",
-                        help="load a checkpoint that holds arbitrary Python objects (an older exaug's); unpickling "
-                             "can run code, so only for files from a trusted source")
+    add_trust_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser

@@ -17,6 +17,7 @@ from typing import Any
 
 from .errors import usage_errors
 from .options import add_option_argument
+from .trust import add_trust_argument
 
 __all__ = ["add_parser", "run"]
 
@@ -75,9 +76,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="with --resume: apply options that differ from the checkpoint's (lr, batch size, seed, "
                              "...) and record them with their epoch in config.json and metrics.jsonl; without it "
                              "such a resume is refused with the list of differences")
-    safety.add_argument("--trust-checkpoint", action="store_true",
-                        help="with --resume: load a last.pt that holds arbitrary Python objects (an older exaug's "
-                             "checkpoint); unpickling can run code, so only for files from a trusted source")
+    add_trust_argument(safety, "last.pt (with --resume)")
     safety.add_argument("--check-data", action="store_true",
                         help="decode every image of the train and test splits, print a report and exit "
                              "(0: all readable, 1: some are not); no training")

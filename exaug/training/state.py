@@ -48,6 +48,7 @@ def rng_state() -> dict[str, Any]:
 
     Example:
         >>> import random
+        >>> from exaug.training.state import rng_state, set_rng_state
         >>> state = rng_state()
         >>> first = random.random()
         >>> set_rng_state(state)
@@ -114,7 +115,7 @@ def validate_checkpoint(state: Mapping[str, Any], path: str | Path, total_epochs
             raise CheckpointError(f"{where}: {key!r} is not a state_dict (a non-empty mapping of tensors)")
     for key in ("optimizers", "schedulers"):
         part = state.get(key)
-        if not isinstance(part, Mapping) or not all(isinstance(part.get(k), Mapping) for k in ("encoder", "classifier")):
+        if not (isinstance(part, Mapping) and all(isinstance(part.get(k), Mapping) for k in ("encoder", "classifier"))):
             raise CheckpointError(f"{where}: {key!r} must map 'encoder' and 'classifier' to state dicts")
     best = state.get("best_val", -1.0)
     if isinstance(best, bool) or not isinstance(best, (int, float)):
@@ -134,6 +135,7 @@ def config_changes(saved: Mapping[str, Any], current: Mapping[str, Any], epoch: 
     An option missing from ``saved`` (added to exaug after the checkpoint was written) is not compared.
 
     Example:
+        >>> from exaug.training.state import config_changes
         >>> config_changes({"lr": 0.5, "out": "a"}, {"lr": 0.1, "out": "b"}, epoch=3)
         [{'option': 'lr', 'old': 0.5, 'new': 0.1, 'epoch': 3}]
     """
@@ -158,10 +160,12 @@ def apply_optimizer_options(
     ``momentum``, ``weight_decay``) on every param group.
 
     Example:
+        >>> import torch
+        >>> from exaug.training.state import apply_optimizer_options
         >>> net = torch.nn.Linear(2, 1)
         >>> opt = torch.optim.SGD(net.parameters(), lr=0.5)
         >>> sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 0.5 ** e)
-        >>> sched.step()
+        >>> opt.step(); sched.step()
         >>> apply_optimizer_options(opt, sched, 0.1, momentum=0.9)
         >>> opt.param_groups[0]["lr"], opt.param_groups[0]["momentum"], sched.base_lrs
         (0.05, 0.9, [0.1])

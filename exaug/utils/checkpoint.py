@@ -97,14 +97,15 @@ def load_checkpoint(
         path: the ``.pt`` file.
         required_keys: keys the checkpoint must contain.
         trust: allow files that hold arbitrary Python objects (unpickling runs their code: only for files from a
-            trusted source, e.g. checkpoints exaug wrote before safe loading, which held NumPy RNG states as objects). ``None``: only
-            inside :func:`trusted_checkpoints`.
+            trusted source, e.g. checkpoints exaug wrote before safe loading, which held NumPy RNG states as
+            objects). ``None``: only inside :func:`trusted_checkpoints`.
 
     Raises:
         CheckpointError: one line naming the file and what is wrong.
 
     Example:
         >>> import os, tempfile, torch
+        >>> from exaug.utils.checkpoint import atomic_save, load_checkpoint
         >>> path = os.path.join(tempfile.mkdtemp(), "last.pt")
         >>> atomic_save({"epoch": 1, "model": {"w": torch.zeros(2)}}, path)
         >>> load_checkpoint(path, required_keys=("epoch",))["epoch"]
