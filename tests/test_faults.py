@@ -110,9 +110,9 @@ def test_a_malicious_checkpoint_runs_through_no_load_path(finished_run, tmp_path
     assert load_run(run, trust=True).epoch == 1 and marker.exists()
 
 
-def test_a_legacy_checkpoint_resumes_with_trust_checkpoint(finished_run, tmp_path):
+def test_a_legacy_checkpoint_loads_and_resumes_with_trust_checkpoint(finished_run, tmp_path):
     """Checkpoints written before safe loading held NumPy's RNG state as an array: refused by default, resumed
-    with the opt-in, and the resumed run rewrites last.pt in the safe format."""
+    with the opt-in (evaluate, explain, resume), and the resumed run rewrites last.pt in the safe format."""
     import numpy as np
     import random
 
@@ -121,8 +121,15 @@ def test_a_legacy_checkpoint_resumes_with_trust_checkpoint(finished_run, tmp_pat
     state["rng"] = {"torch": state["rng"]["torch"], "cuda": None, "numpy": np.random.get_state(),
                     "python": random.getstate()}
     torch.save(state, run / "last.pt")
+    (run / "best.pt").unlink()
     with pytest.raises(CheckpointError, match="--trust-checkpoint"):
         Trainer(tiny(run, epochs=2, resume=True)).fit()
+    evaluate = ["evaluate", "--run", str(run), "--metrics", "accuracy", "--quiet", "--out", str(tmp_path / "eval")]
+    assert main(evaluate) == 1
+    assert main([*evaluate, "--trust-checkpoint"]) == 0
+    explain = ["explain", "--run", str(run), "--index", "0", "--out", str(tmp_path / "png")]
+    assert main(explain) == 1
+    assert main([*explain, "--trust-checkpoint"]) == 0 and list((tmp_path / "png").iterdir())
     summary = Trainer(tiny(run, epochs=2, resume=True), trust_checkpoint=True).fit()
     assert summary["status"] == "finished" and summary["epochs_completed"] == 2
     assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 2
