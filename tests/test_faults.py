@@ -280,6 +280,12 @@ def test_bad_images_fail_fast_are_skipped_on_request_and_found_by_check_data(kin
     assert "--skip-bad-images" in str(info.value)
     assert not out.exists()
 
+    # A bad validation image anywhere (not only in the first batch) stops the run before its first epoch.
+    late = write_data(tmp_path / "late", image_files("ab", "ab", bad={"test/b/11.png": bytes(bad)}), as_zip)
+    with pytest.raises(BadImageError, match=r"test/b/11\.png"):
+        Trainer(folder_config(late, tmp_path / "late-out", as_zip))
+    assert not (tmp_path / "late-out").exists()
+
     with pytest.warns(UserWarning, match=r"00\.png"):
         summary = Trainer(folder_config(data, out, as_zip, skip_bad_images=True)).fit()
     assert summary["status"] == "finished"
