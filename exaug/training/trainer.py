@@ -193,7 +193,9 @@ class Trainer:
         """
         c = self.config
         # Nothing in the folder is written before the checkpoint (or the folder's emptiness) is validated.
-        new_changes = self._resume() if c.resume else self._refuse_existing_run()
+        new_changes = self._resume() if c.resume else []
+        if not c.resume:
+            self._refuse_existing_run()
         if self.ctx.is_main:
             remove_stale_temporaries(self.out)  # left by writes a kill interrupted
         logger = MetricsLogger(self.out, tensorboard=c.tensorboard, keep_rows_before=self.start_epoch) \
@@ -363,12 +365,11 @@ class Trainer:
             atomic_save(state, self.out / "best.pt")
         atomic_save(state, self.out / "last.pt")
 
-    def _refuse_existing_run(self) -> list[dict[str, Any]]:
+    def _refuse_existing_run(self) -> None:
         found = [name for name in RUN_FILES if (self.out / name).exists()]
         if self.ctx.is_main and found:
             raise FileExistsError(f"{str(self.out)!r} already holds a run ({', '.join(found)}); pass --resume to "
                                   "continue it or choose another --out")
-        return []
 
     def _resume(self) -> list[dict[str, Any]]:
         """Load, validate and restore ``last.pt`` (:func:`~exaug.training.state.resume_training`)."""
