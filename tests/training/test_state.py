@@ -96,7 +96,7 @@ def test_apply_optimizer_options_matches_a_schedule_built_with_the_new_values():
 
     old_opt, old_sched = build(0.5, 4)
     for _ in range(2):
-        old_sched.step()
+        old_opt.step(), old_sched.step()
     new_opt, new_sched = build(0.5, 8)  # the resumed run's objects (new horizon), restored from the old state
     new_opt.load_state_dict(old_opt.state_dict())
     new_sched.load_state_dict(old_sched.state_dict())
@@ -104,12 +104,12 @@ def test_apply_optimizer_options_matches_a_schedule_built_with_the_new_values():
     apply_optimizer_options(new_opt, new_sched, 0.1, momentum=0.8, weight_decay=0.0)
     ref_opt, ref_sched = build(0.1, 8)
     for _ in range(2):
-        ref_sched.step()
+        ref_opt.step(), ref_sched.step()
     for _ in range(3):  # and it keeps following the reference schedule
         group, ref = new_opt.param_groups[0], ref_opt.param_groups[0]
         assert group["lr"] == pytest.approx(ref["lr"]) and group["initial_lr"] == ref["initial_lr"]
         assert (group["momentum"], group["weight_decay"]) == (0.8, 0.0)
-        new_sched.step(), ref_sched.step()
+        new_opt.step(), new_sched.step(), ref_opt.step(), ref_sched.step()
 
 
 def test_atomic_save_failure_keeps_the_previous_file_and_no_temporary(tmp_path, monkeypatch):
