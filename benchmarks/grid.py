@@ -106,7 +106,9 @@ def prepare_config(config: TrainConfig) -> TrainConfig | None:
     status = run_status(config.out)
     if status == "finished":
         return None
-    return dataclasses.replace(config, resume=status == "partial")
+    # resume=True also for a folder holding only config.json: the trainer never trains into a folder with run
+    # files without it, and with it starts such a run (no last.pt) from scratch.
+    return dataclasses.replace(config, resume=status == "partial" or (Path(config.out) / "config.json").is_file())
 
 
 def _evaluate_kwargs(samples: int | None, device: str, options: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -1,17 +1,20 @@
 """``exaug evaluate``: accuracy, explanation quality, calibration and robustness of a trained run.
 
 Exit codes: 0 success; 2 bad usage (missing run folder, unknown metric / explainer / option, bad split or
-device); 1 the run cannot be evaluated (missing or corrupt checkpoint); 130 interrupted. Errors are reported by
+device); 1 the run cannot be evaluated (missing, corrupt or unsafe checkpoint: a checkpoint holding arbitrary Python
+objects is refused unless ``--trust-checkpoint``); 130 interrupted. Errors are reported by
 :func:`exaug.cli.main` (see :mod:`exaug.cli.errors`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 from typing import Any
 
 from .options import add_option_argument, options_by_section
+from .trust import add_trust_argument
 
 __all__ = ["add_parser", "run"]
 
@@ -60,6 +63,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="also score the test images the run validated on (by default they are left out when "
                              "the run validated on a test subset, --eval-samples, because its best checkpoint was "
                              "chosen on them)")
+    add_trust_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser
@@ -68,13 +72,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Evaluate the run, write ``eval.json`` / ``eval.md`` / figures and print where; returns the exit code."""
     from ..evaluation import evaluate_run
+    from ..utils.checkpoint import trusted_checkpoints
 
-    result = evaluate_run(
-        args.run, metrics=args.metrics, explainer=args.explainer, split=args.split, samples=args.samples,
-        out=args.out, device=args.device, batch_size=args.batch_size, progress=not args.quiet,
-        checkpoint=args.checkpoint, explainer_layer=args.explainer_layer, seed=args.seed,
-        options=options_by_section(args.option), held_out=False if args.include_validation else None,
-    )
+    trust = trusted_checkpoints() if args.trust_checkpoint else contextlib.nullcontext()
+    with trust:
+        result = evaluate_run(
+            args.run, metrics=args.metrics, explainer=args.explainer, split=args.split, samples=args.samples,
+            out=args.out, device=args.device, batch_size=args.batch_size, progress=not args.quiet,
+            checkpoint=args.checkpoint, explainer_layer=args.explainer_layer, seed=args.seed,
+            options=options_by_section(args.option), held_out=False if args.include_validation else None,
+        )
     out = Path(args.out) if args.out is not None else Path(args.run) / "eval"
     files = "eval.json, eval.md" + "".join(f", {f}" for f in result["figures"].values())
     print(f"evaluated {result['evaluation']['images']} images in {result['timing']['total_seconds']:.1f} s; "

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from .errors import UsageError, usage_errors
 from .options import add_option_argument
+from .trust import add_trust_argument
 
 __all__ = ["TARGETS", "add_parser", "run", "run_explain", "save_overlays"]
 
@@ -51,6 +52,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="dataset indices (default: %(default)s)")
     model = parser.add_argument_group("model (one of --run / --model)")
     model.add_argument("--run", type=Path, help="a run folder written by `exaug train`")
+    add_trust_argument(model, "the --run checkpoint")
     model.add_argument("--model", help="an encoder name (random weights unless --pretrained): pipeline checks")
     model.add_argument("--pretrained", action="store_true", help="torchvision weights for tv:<name> models")
     model.add_argument("--num-classes", type=int, default=10,
@@ -89,7 +91,7 @@ def _networks(args: argparse.Namespace, device: torch.device
     if args.run is not None:
         from ..training import load_run
 
-        run = load_run(args.run, device=device)
+        run = load_run(args.run, device=device, trust=args.trust_checkpoint)
         return (run.classifier_model, run.model.encoder, run.config.dataset, args.image_size or run.image_size,
                 run.num_classes, run)
     from ..models import create_model

@@ -1,10 +1,12 @@
 """``exaug train``: the reference trainer from the command line (also under ``torchrun -m exaug train``).
 
-Exit codes: 0 finished; 2 bad usage (unknown method / dataset / model, missing data, bad device or ``--config``
-file, an unusable ``--resume`` checkpoint: everything raised while building the run from the arguments; also an
-unknown explainer or ``--option``); 1 the run failed (training diverged, a checkpoint could not be written, the
-``--out`` folder already holds a run); 130 interrupted (the trainer saves ``interrupted.pt``). Errors are
-reported by :func:`exaug.cli.main` (see :mod:`exaug.cli.errors`).
+Exit codes: 0 finished (``--check-data``: every image readable); 2 bad usage (unknown method / dataset / model,
+missing data, an unreadable image in the first batch or a class only in the test split, bad device or
+``--config`` file: everything raised while building the run from the arguments; also an unknown explainer or
+``--option``); 1 the run failed (training diverged, ``TrainingDiverged``; a checkpoint could not be read,
+validated or written; ``--resume`` with changed options and no ``--allow-changes``; the ``--out`` folder
+already holds a run; ``--check-data`` found unreadable images); 130 interrupted (the trainer saves
+``interrupted.pt``). Errors are reported by :func:`exaug.cli.main` (see :mod:`exaug.cli.errors`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from .errors import usage_errors
 from .options import add_option_argument
+from .trust import add_trust_argument
 
 __all__ = ["add_parser", "run"]
 
@@ -68,6 +71,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_config_arguments(_DefaultOnce(parser))  # type: ignore[arg-type]
     add_option_argument(parser, "explainer option, merged over the --config file's explainer_options",
                         example="relu=false")
+    safety = parser.add_argument_group("resume and data checks")
+    safety.add_argument("--allow-changes", action="store_true",
+                        help="with --resume: apply options that differ from the checkpoint's (lr, batch size, seed, "
+                             "...) and record them with their epoch in config.json and metrics.jsonl; without it "
+                             "such a resume is refused with the list of differences")
+    add_trust_argument(safety, "last.pt (with --resume)")
+    safety.add_argument("--check-data", action="store_true",
+                        help="decode every image of the train and test splits, print a report and exit "
+                             "(0: all readable, 1: some are not); no training")
     parser.set_defaults(func=run)
     return parser
 
@@ -81,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
         config = config_from_args(args)
         if args.option:
             config = dataclasses.replace(config, explainer_options={**config.explainer_options, **dict(args.option)})
-        trainer = Trainer(config)
+        if args.check_data:
+            return _check_data(config)
+        trainer = Trainer(config, allow_changes=args.allow_changes, trust_checkpoint=args.trust_checkpoint)
     try:
         summary = trainer.fit()
     finally:
@@ -91,3 +105,13 @@ def run(args: argparse.Namespace) -> int:
         best_text = "n/a" if best is None else f"{best:.2f}"
         print(f"{summary['status']}: best val top-1 {best_text}, results in {summary['out']}")
     return 130 if summary["status"] == "interrupted" else 0
+
+
+def _check_data(config: Any) -> int:
+    """``--check-data``: print one report per split; 0 when every image is readable, else 1."""
+    from ..training.loaders import check_run_images
+
+    reports = check_run_images(config, progress=not config.quiet)
+    for report in reports:
+        print(report)
+    return 0 if all(report.ok for report in reports) else 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -16,6 +17,8 @@ from ..utils.checks import positive_int
 from .methods import METHODS, closest_hint, get_method, list_methods
 
 __all__ = ["METHODS", "TrainConfig", "add_config_arguments", "config_from_args", "load_config_file"]
+
+_FLOAT32_MAX = 3.4028234663852886e38
 
 
 def _field(default: Any, help: str, **kwargs: Any) -> Any:
@@ -110,6 +113,9 @@ class TrainConfig:
     eval_samples: int | None = _field(None, "use a seeded subset of this many validation images")
     workers: int = _field(0, "DataLoader worker processes")
     views_on_device: bool = _field(False, "generate the random views on the training device with Kornia")
+    # data faults (docs/data.md "Wiring into the trainer")
+    skip_bad_images: bool = _field(False, "replace an unreadable image file by the next readable one (and warn) "
+                                          "instead of stopping with an error naming it")
     # machinery
     device: str = _field("auto", "cpu, cuda, cuda:1, ... (auto: cuda when available)")
     seed: int = _field(0, "random seed (data order, augmentation, initialisation)")
@@ -137,6 +143,12 @@ class TrainConfig:
             raise ValueError(f"mask_threshold must be in [0, 1], got {self.mask_threshold}")
         if self.keep_fraction is not None and not 0.0 < self.keep_fraction <= 1.0:
             raise ValueError(f"keep_fraction must be in (0, 1], got {self.keep_fraction}")
+        # Finite optimiser settings within float32: SGD converts them to the parameters' dtype and a larger value
+        # fails inside the optimiser with an overflow traceback (a huge finite lr diverges cleanly instead).
+        for name in ("lr", "classifier_lr", "momentum", "weight_decay"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or abs(value) > _FLOAT32_MAX:
+                raise ValueError(f"{name} must be a finite number of at most {_FLOAT32_MAX:.3g} (float32), got {value}")
         if not isinstance(self.method_options, dict):
             raise ValueError(f"method_options must be a mapping of option: value, got {self.method_options!r}")
         # Each method family checks the options it reads; all of them run, so a bad value fails whatever the

@@ -24,12 +24,13 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision.transforms import v2
 
-from ..data import IndexedDataset, build_dataset, dataset_stats, split_train_val, subset
+from ..data import (ImageCheckReport, IndexedDataset, build_dataset, check_class_maps, check_images, dataset_stats,
+                    split_train_val, subset)
 from ..transforms import DeviceViewAugment, ExConTransform, standard_view, supcon_random_view
 from .config import TrainConfig
 from .distributed import DistContext
 
-__all__ = ["RunData", "build_eval_dataset", "build_run_data", "pixels_view", "run_image_size",
+__all__ = ["RunData", "build_eval_dataset", "build_run_data", "check_run_images", "pixels_view", "run_image_size",
            "validation_on_test_subset"]
 
 
@@ -109,7 +110,21 @@ def _with_transform(dataset: Dataset, transform: Any) -> Dataset:
 def _load(config: TrainConfig, split: str, size: int, samples: int | None) -> Dataset:
     """The raw split (no transform); for ``synthetic`` only the ``samples`` images that are used are rendered."""
     options = {"image_size": size, "num_samples": samples} if config.dataset == "synthetic" else {}
-    return build_dataset(config.dataset, config.data_root, split, None, download=config.download, **options)
+    return build_dataset(config.dataset, config.data_root, split, None, download=config.download,
+                         skip_bad_images=config.skip_bad_images, **options)
+
+
+def check_run_images(config: TrainConfig, *, progress: bool = False) -> list[ImageCheckReport]:
+    """Decode every image of the run's train and test splits (``exaug train --check-data``).
+
+    Returns:
+        One :class:`~exaug.data.ImageCheckReport` per split (``report.ok`` when every image is readable;
+        in-memory datasets such as synthetic and CIFAR have nothing to check).
+    """
+    # Only synthetic data uses the size (and renders, so has nothing to check): never decode an image for it here.
+    size = config.image_size or NATIVE_SIZES.get(config.dataset, 32)
+    return [check_images(_load(config, split, size, None), num_workers=config.workers, progress=progress)
+            for split in ("train", "test")]
 
 
 _NOTHING_HELD_OUT = ("the run validated on the whole test split, so no test image is held out; evaluate with "
@@ -173,7 +188,7 @@ def run_image_size(config: TrainConfig) -> int:
         return config.image_size
     if config.dataset in NATIVE_SIZES:
         return NATIVE_SIZES[config.dataset]
-    first = build_dataset(config.dataset, config.data_root, "train", None)[0][0]
+    first = _load(config, "train", 0, None)[0][0]  # with skip_bad_images, the first readable image
     width, height = first.size if hasattr(first, "size") and not callable(first.size) else first.shape[-1:-3:-1]
     return int(max(width, height))
 
@@ -204,6 +219,14 @@ def build_run_data(config: TrainConfig, ctx: DistContext) -> RunData:
         train_single = Subset(train_single, train_contrastive.indices)  # type: ignore[arg-type]
     if config.eval_samples is not None and len(val_set) > config.eval_samples:
         val_set = subset(val_set, config.eval_samples, seed=config.seed + 1)
+    # Before any training: one label space for both splits, and images that decode, so a broken dataset fails in
+    # seconds rather than after an epoch. The first training batch only (a full scan is `exaug train
+    # --check-data`); the whole validation split, which every epoch reads anyway: its draft-mode check costs less
+    # than one validation pass, and a bad image there would otherwise stop the run after its first training epoch.
+    check_class_maps(train_contrastive, val_set)
+    if not config.skip_bad_images:
+        check_images(train_contrastive, range(min(len(train_contrastive), config.batch_size))).raise_if_bad()
+        check_images(val_set, num_workers=config.workers).raise_if_bad()
 
     global_batch = config.batch_size * ctx.world_size
     if len(train_contrastive) < global_batch:

@@ -14,7 +14,8 @@ from ..models import Classifier, LinearClassifier, SupConModel, build_networks
 from ..utils.checkpoint import CheckpointError, load_checkpoint
 from .config import TrainConfig
 from .logger import read_metrics
-from .trainer import CHECKPOINT_KEYS
+from .methods import get_method
+from .state import CHECKPOINT_KEYS, validate_checkpoint
 
 __all__ = ["TrainedRun", "load_run"]
 
@@ -58,7 +59,8 @@ class TrainedRun:
         return build_eval_dataset(self.config, split, samples, held_out=held_out)
 
 
-def load_run(folder: str | Path, checkpoint: str = "best", device: str | torch.device = "cpu") -> TrainedRun:
+def load_run(folder: str | Path, checkpoint: str = "best", device: str | torch.device = "cpu", *,
+             trust: bool | None = None) -> TrainedRun:
     """Rebuild the networks of a run folder written by :class:`~exaug.training.Trainer`.
 
     Args:
@@ -66,10 +68,14 @@ def load_run(folder: str | Path, checkpoint: str = "best", device: str | torch.d
         checkpoint: ``"best"`` (highest validation top-1; falls back to ``last`` if absent), ``"last"``, or the
             path of a ``.pt`` file.
         device: where to put the networks.
+        trust: load a checkpoint that needs arbitrary Python objects (unpickling runs their code: only for files
+            from a trusted source; ``--trust-checkpoint`` on the command line). Default: refuse it, unless
+            inside :func:`~exaug.utils.checkpoint.trusted_checkpoints`.
 
     Raises:
         FileNotFoundError: ``folder`` is not a run folder.
-        CheckpointError: the checkpoint is missing or corrupt.
+        CheckpointError: the checkpoint is missing, corrupt, unsafe (without ``trust``) or does not match its
+            config; one line naming the file.
     """
     folder = Path(folder)
     if not (folder / "config.json").is_file():
@@ -81,18 +87,27 @@ def load_run(folder: str | Path, checkpoint: str = "best", device: str | torch.d
             path = folder / "last.pt"
     else:
         path = Path(checkpoint)
-    state = load_checkpoint(path, required_keys=CHECKPOINT_KEYS)
-    resolved = json.loads((folder / "config.json").read_text()).get("resolved", {})
-    config = TrainConfig.from_dict(state["config"])
-    num_classes = int(resolved.get("num_classes") or state["classifier"]["fc.weight"].shape[0])
-    image_size = int(resolved.get("image_size") or config.image_size or 32)
-    model, classifier = build_networks(config.model, num_classes=num_classes, image_size=image_size,
-                                       width=config.width, head=config.head, feat_dim=config.feat_dim)
+    state = load_checkpoint(path, required_keys=CHECKPOINT_KEYS, trust=trust)
+    validate_checkpoint(state, path)
     try:
+        resolved = json.loads((folder / "config.json").read_text()).get("resolved", {})
+    except (ValueError, AttributeError) as err:
+        raise CheckpointError(f"{str(folder / 'config.json')!r} is not a JSON object of options ({err})") from err
+    try:
+        config = TrainConfig.from_dict(state["config"])
+        validate_checkpoint(state, path, get_method(config.method).total_epochs(config))  # epoch within the run
+        num_classes = int(resolved.get("num_classes") or state["classifier"]["fc.weight"].shape[0])
+        image_size = int(resolved.get("image_size") or config.image_size or 32)
+        model, classifier = build_networks(config.model, num_classes=num_classes, image_size=image_size,
+                                           width=config.width, head=config.head, feat_dim=config.feat_dim)
         model.load_state_dict(state["model"])
         classifier.load_state_dict(state["classifier"])
-    except RuntimeError as err:
-        raise CheckpointError(f"{str(path)!r} does not match the networks of its config: {err}") from err
+    except CheckpointError:
+        raise
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as err:
+        text = " ".join(str(err).split())[:300]
+        raise CheckpointError(f"checkpoint {str(path)!r} does not match the networks of its config "
+                              f"({type(err).__name__}: {text})") from err
     model.to(device).eval()
     classifier.to(device).eval()
     summary_path = folder / "summary.json"

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
+import math
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -32,7 +31,7 @@ from ..augment.saliency_cache import native_map_size
 from ..explainers import explainer_uses_layer, resolve_explainer
 from .. import models
 from ..models import Classifier, LinearClassifier, SupConModel, default_explainer_layer
-from ..utils.checkpoint import CheckpointError, atomic_save, load_checkpoint
+from ..utils.checkpoint import atomic_save, remove_stale_temporaries
 from ..utils.threads import set_threads
 from .config import TrainConfig
 from .distributed import DistContext, setup_distributed
@@ -41,17 +40,18 @@ from .logger import MetricsLogger
 from .methods import TrainingMethod, create_method, describe_methods
 from .progress import ProgressBars, epoch_line
 from .schedule import cosine_factor, seed_everything, stage_seed
+from .state import CHECKPOINT_KEYS, describe_changes, resume_training, training_state
 
 __all__ = ["CHECKPOINT_KEYS", "Trainer", "TrainingDiverged", "build_networks", "cosine_factor", "describe_methods",
            "seed_everything"]
 
 Callback = Callable[["Trainer", dict[str, Any]], None]
-#: Keys every ``last.pt`` / ``best.pt`` holds (checked on resume and by :func:`~exaug.training.load_run`).
-CHECKPOINT_KEYS = ("config", "epoch", "model", "classifier", "optimizers", "schedulers")
+#: Files of a run folder: a folder holding any of them is never trained into without ``resume``.
+RUN_FILES = ("config.json", "last.pt", "best.pt", "interrupted.pt", "metrics.jsonl", "metrics.csv", "summary.json")
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """A loss, an embedding or a weight became NaN or infinite; the last good checkpoint is kept (exit code 1)."""
 
 
 def build_networks(config: TrainConfig, num_classes: int, image_size: int) -> tuple[SupConModel, LinearClassifier]:
@@ -82,10 +82,18 @@ class Trainer:
     Args:
         config: the run's options.
         callbacks: called as ``callback(trainer, row)`` after each epoch's row is logged and checkpointed.
+        allow_changes: with ``config.resume``, let options that change the run's meaning differ from the
+            checkpoint's (they take effect, and are recorded with their epoch in ``config.json`` and
+            ``metrics.jsonl``); without it such a resume is refused with the list of differences.
+        trust_checkpoint: with ``config.resume``, load a ``last.pt`` that needs arbitrary Python objects (see
+            :func:`~exaug.utils.checkpoint.load_checkpoint`); only for files from a trusted source.
     """
 
-    def __init__(self, config: TrainConfig, callbacks: Sequence[Callback] = ()) -> None:
+    def __init__(self, config: TrainConfig, callbacks: Sequence[Callback] = (), *, allow_changes: bool = False,
+                 trust_checkpoint: bool = False) -> None:
         self.config = config
+        self.allow_changes = allow_changes
+        self.trust_checkpoint = trust_checkpoint
         self.callbacks = list(callbacks)
         self.ctx: DistContext = setup_distributed(config.device)
         self.device = self.ctx.device
@@ -119,6 +127,8 @@ class Trainer:
         self._current_epoch = 0
         self.best_val = -1.0
         self.history: list[dict[str, Any]] = []
+        #: Options changed on resume (``--allow-changes``, longer ``--epochs``): ``{option, old, new, epoch}``.
+        self.changes: list[dict[str, Any]] = []
 
     def __getattr__(self, name: str) -> Any:
         # Only reached when normal lookup fails: read-only access to the method's attributes.
@@ -194,21 +204,25 @@ class Trainer:
         summary with ``status="interrupted"``.
         """
         c = self.config
-        if c.resume:
-            self._resume()
-        elif self.ctx.is_main and (self.out / "last.pt").exists():
-            raise FileExistsError(
-                f"{str(self.out)!r} already holds a run (last.pt); pass --resume to continue it or choose another --out"
-            )
+        # Nothing in the folder is written before the checkpoint (or the folder's emptiness) is validated.
+        new_changes = self._resume() if c.resume else []
+        if not c.resume:
+            self._refuse_existing_run()
+        if self.ctx.is_main:
+            remove_stale_temporaries(self.out)  # left by writes a kill interrupted
         logger = MetricsLogger(self.out, tensorboard=c.tensorboard, keep_rows_before=self.start_epoch) \
             if self.ctx.is_main else None
         if self.ctx.is_main:
-            self._write_json("config.json", {**c.to_dict(), "resolved": self._resolved_settings()})
+            self._write_json("config.json", {**c.to_dict(), "resolved": self._resolved_settings(),
+                                             "changes": self.changes})
         status = "finished"
         started = time.time()
         try:
             for epoch in range(self.start_epoch, self.total_epochs):
                 row = self._run_epoch(epoch)
+                self._check_finite(epoch, row)
+                if new_changes and epoch == self.start_epoch:
+                    row["changes"] = describe_changes(new_changes)
                 self.history.append(row)
                 if logger is not None:
                     logger.log(row)
@@ -223,6 +237,10 @@ class Trainer:
                 atomic_save(self._state(self._current_epoch), self.out / "interrupted.pt")
                 print(f"\ninterrupted: state saved to {self.out / 'interrupted.pt'}; "
                       f"`exaug train --resume --out {self.out}` continues from last.pt", file=sys.stderr)
+        except TrainingDiverged:
+            if self.ctx.is_main:
+                self._write_json("summary.json", self._summary("diverged", time.time() - started))
+            raise
         finally:
             if logger is not None:
                 logger.close()
@@ -268,9 +286,11 @@ class Trainer:
             TrainingDiverged: ``loss`` is NaN or infinite (checked before anything is updated).
         """
         if not torch.isfinite(loss):
+            # Non-finite embeddings end here too: the methods' losses skip their own NaN check (a ValueError).
             raise TrainingDiverged(
-                f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step} of method {self.config.method!r}; "
-                f"the last good checkpoint is kept at {self.out / 'last.pt'} (lower --lr or check the data)"
+                f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step} of method {self.config.method!r} "
+                f"(NaN or inf in the embeddings, logits or loss); {self._kept_checkpoint()} (lower --lr or check "
+                "the data)"
             )
         optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -320,32 +340,27 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------------------------------
     def _state(self, next_epoch: int) -> dict[str, Any]:
-        """Everything a checkpoint holds (the one place it is assembled; :meth:`_resume` restores it)."""
-        cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-        return {
-            "exaug_version": __version__,
-            "config": self.config.to_dict(),
-            "epoch": next_epoch,
-            "best_val": self.best_val,
-            "model": self.model.state_dict(),
-            "classifier": self.classifier.state_dict(),
-            "optimizers": {"encoder": self.encoder_optimizer.state_dict(),
-                           "classifier": self.classifier_optimizer.state_dict()},
-            "schedulers": {"encoder": self.encoder_scheduler.state_dict(),
-                           "classifier": self.classifier_scheduler.state_dict()},
-            "scaler": self.scaler.state_dict(),
-            "method_state": self.method.state_dict(),
-            "saliency_cache": self._cache_state(),
-            "rng": {"torch": torch.get_rng_state(), "cuda": cuda_rng, "numpy": np.random.get_state(),
-                    "python": random.getstate()},
-            "history": self.history,
-        }
+        """Everything a checkpoint holds (:func:`~exaug.training.state.training_state`)."""
+        return training_state(self, next_epoch)
 
-    def _cache_state(self) -> dict[str, Any] | None:
-        """The saliency cache's buffers, or ``None`` without a cache or under torchrun (rank-local caches)."""
-        if self.saliency_cache is None or self.ctx.enabled:
-            return None
-        return self.saliency_cache.state_dict()
+    def _check_finite(self, epoch: int, row: dict[str, Any]) -> None:
+        """Raise :class:`TrainingDiverged` before a diverged epoch can be checkpointed: a non-finite loss in
+        ``row`` or a non-finite weight or buffer (one host sync per epoch)."""
+        bad = [k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)]
+        tensors = [t for net in (self.model, self.classifier) for t in net.state_dict().values()
+                   if t.is_floating_point()]
+        if not bad and bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+            return
+        what = f"non-finite {', '.join(bad)}" if bad else "non-finite weights"
+        raise TrainingDiverged(f"{what} at the end of epoch {epoch} of method {self.config.method!r}; "
+                               f"{self._kept_checkpoint()} (lower --lr or check the data)")
+
+    def _kept_checkpoint(self) -> str:
+        """What a diverged run leaves behind, naming only files that exist."""
+        last = self.out / "last.pt"
+        if self.history and last.is_file():
+            return f"the last good checkpoint is kept: {str(last)!r} (after epoch {self.history[-1]['epoch']})"
+        return f"no epoch finished, so no checkpoint was written to {str(self.out)!r}"
 
     def _save_checkpoints(self, epoch: int, row: dict[str, Any]) -> None:
         if not self.ctx.is_main:
@@ -355,44 +370,22 @@ class Trainer:
         if improved:
             self.best_val = val
         state = self._state(epoch + 1)
-        atomic_save(state, self.out / "last.pt")
+        # best.pt first: a kill between the writes leaves last.pt one epoch behind, and the resumed run redoes
+        # that epoch (deterministically) and rewrites best.pt; summary.json's best comes from last.pt's history,
+        # so it never reports a best that best.pt does not hold.
         if improved:
             atomic_save(state, self.out / "best.pt")
+        atomic_save(state, self.out / "last.pt")
 
-    def _resume(self) -> None:
-        path = self.out / "last.pt"
-        try:
-            state = load_checkpoint(path, required_keys=CHECKPOINT_KEYS)
-        except CheckpointError as err:
-            raise CheckpointError(f"cannot --resume: {err}. Nothing was overwritten.") from err
-        saved = state["config"]
-        for key in ("method", "model", "dataset", "width", "head", "feat_dim", "epochs"):
-            if saved.get(key) != getattr(self.config, key):
-                raise CheckpointError(
-                    f"cannot --resume: {str(path)!r} was trained with {key}={saved.get(key)!r}, "
-                    f"this run asks for {key}={getattr(self.config, key)!r}"
-                )
-        self.model.load_state_dict(state["model"])
-        self.classifier.load_state_dict(state["classifier"])
-        self.encoder_optimizer.load_state_dict(state["optimizers"]["encoder"])
-        self.classifier_optimizer.load_state_dict(state["optimizers"]["classifier"])
-        self.encoder_scheduler.load_state_dict(state["schedulers"]["encoder"])
-        self.classifier_scheduler.load_state_dict(state["schedulers"]["classifier"])
-        self.scaler.load_state_dict(state["scaler"])
-        # Absent from checkpoints written before methods were plugins (their methods kept no state).
-        self.method.load_state_dict(state.get("method_state", {}))
-        cache_state = state.get("saliency_cache")  # absent before the cache was checkpointed
-        if self.saliency_cache is not None and cache_state is not None and not self.ctx.enabled:
-            self.saliency_cache.load_state_dict(cache_state)
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        if rng.get("cuda") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
-        self.start_epoch = int(state["epoch"])
-        self.best_val = float(state["best_val"])
-        self.history = list(state.get("history", []))
+    def _refuse_existing_run(self) -> None:
+        found = [name for name in RUN_FILES if (self.out / name).exists()]
+        if self.ctx.is_main and found:
+            raise FileExistsError(f"{str(self.out)!r} already holds a run ({', '.join(found)}); pass --resume to "
+                                  "continue it or choose another --out")
+
+    def _resume(self) -> list[dict[str, Any]]:
+        """Load, validate and restore ``last.pt`` (:func:`~exaug.training.state.resume_training`)."""
+        return resume_training(self)
 
     # -- reporting ------------------------------------------------------------------------------------------
     def _resolved_settings(self) -> dict[str, Any]:
@@ -412,12 +405,15 @@ class Trainer:
 
     def _summary(self, status: str, seconds: float) -> dict[str, Any]:
         vals = [r["val_top1"] for r in self.history if "val_top1" in r]
+        # The first epoch reaching the best: the one best.pt holds (it is rewritten only on a strict improvement).
+        best_epoch = next((r["epoch"] for r in self.history if vals and r.get("val_top1") == max(vals)), None)
         return {
             "status": status,
             "method": self.config.method,
             "epochs_completed": len(self.history) and self.history[-1]["epoch"] + 1,
             "final_val_top1": vals[-1] if vals else None,
             "best_val_top1": max(vals) if vals else None,
+            "best_epoch": best_epoch,
             "seconds": seconds,
             "out": str(self.out),
             **self._resolved_settings(),

@@ -40,7 +40,9 @@ class CGC(JointMethod):
 
     def setup(self) -> None:
         c, t = self.config, self.trainer
-        self.cgc_loss = CGCLoss(c.cgc_temperature, gather_distributed=t.ctx.enabled)
+        # check_inputs=False: NaN maps give a NaN loss, which the trainer reports as TrainingDiverged (with epoch
+        # and step) instead of the loss's ValueError; it also saves the loss's host sync.
+        self.cgc_loss = CGCLoss(c.cgc_temperature, gather_distributed=t.ctx.enabled, check_inputs=False)
         self.cgc_transform = ReplayableSpatial(scale=(0.08, 1.0))
         if c.cgc_layer is None:
             # The encoder's last feature map (layer4 for ResNets), found with one eval-mode forward.

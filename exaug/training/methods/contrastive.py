@@ -79,13 +79,17 @@ class ContrastiveMethod(TrainingMethod):
     def setup(self) -> None:
         c, t = self.config, self.trainer
         gather = t.ctx.enabled
+        # check_inputs=False: non-finite embeddings give a non-finite loss, which the trainer reports as
+        # TrainingDiverged with epoch and step (the loss's own check raises a ValueError, a usage error for the
+        # CLI); the embeddings are L2-normalised just before. It also saves the loss's host sync per step.
         if self.background_negatives:
             self.contrastive_loss: nn.Module = ExConBLoss(
-                c.temperature, c.base_temperature, gather_distributed=gather, background_copies=c.background_copies
+                c.temperature, c.base_temperature, gather_distributed=gather, background_copies=c.background_copies,
+                check_inputs=False,
             )
         else:
             self.contrastive_loss = SupConLoss(c.temperature, base_temperature=c.base_temperature,
-                                               gather_distributed=gather)
+                                               gather_distributed=gather, check_inputs=False)
         self.augment = build_mask_augment(
             c, c.explainer, explainer_options=t.explainer_options, enabled=False, cache=t.saliency_cache
         )
