@@ -28,8 +28,8 @@ from typing import Any, Literal, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..explainers.base import Explainer, resolve_targets
-from ..utils.checks import check_images, check_indices, check_labels
+from ..explainers.base import Explainer
+from ..utils.checks import check_images, check_indices, check_labels, check_model_output
 from ..utils.isolation import isolated
 from .explaining import ExplainerSource, SaliencyFn, explain_normalized
 from .masking import Fill, apply_mask, check_fill, keep_mask
@@ -337,10 +337,12 @@ class ExplanationMaskAugment(nn.Module):
         with isolated(model), torch.no_grad():
             logits = model(masked)
         # A registry explainer asked for the labels of the whole batch has range-checked them already (one host
-        # sync is enough).
+        # sync is enough). The "embeddings, not logits" test runs once per model, folded into the same sync.
         labels_checked = explained_all and isinstance(explainer, Explainer) and self.target == "label"
-        self._check_logits(logits, labels, check_range=not labels_checked)
-        correct = logits.argmax(dim=1) == labels
+        check_model_output(logits, labels.shape[0], None if labels_checked else labels, model=model)
+        # A NaN/inf pixel that survives the mask gives non-finite logits, whose argmax is 0: such a row is never
+        # counted correct (no host sync needed); it is routed like any wrong mask.
+        correct = (logits.argmax(dim=1) == labels) & torch.isfinite(logits).all(dim=1)
         return MaskParams(saliency=saliency, flat=flat, keep=keep, masked=masked, correct=correct)
 
     def _route(
@@ -355,12 +357,18 @@ class ExplanationMaskAugment(nn.Module):
             wrong = (~correct).nonzero().squeeze(1)
             b, k = labels.shape[0], wrong.shape[0]
             n = b + k
-            # Written once into the final buffer (no torch.cat of temporaries): this is the hot path.
-            images = originals.new_empty((2 * n, *originals.shape[1:]))
-            torch.where(correct_rows, masked, view1, out=images[:b])
-            torch.index_select(masked, 0, wrong, out=images[b:n])
-            images[n : n + b] = view2
-            images[n + b :] = images[b:n]
+            if torch.is_grad_enabled() and any(t.requires_grad for t in (originals, masked, view1, view2)):
+                # `out=` cannot write into a buffer that autograd must track (views from a differentiable
+                # augmentation): the same rows, assembled by torch.cat.
+                extra = masked.index_select(0, wrong)
+                images = torch.cat((torch.where(correct_rows, masked, view1), extra, view2, extra))
+            else:
+                # Written once into the final buffer (no torch.cat of temporaries): this is the hot path.
+                images = originals.new_empty((2 * n, *originals.shape[1:]))
+                torch.where(correct_rows, masked, view1, out=images[:b])
+                torch.index_select(masked, 0, wrong, out=images[b:n])
+                images[n : n + b] = view2
+                images[n + b :] = images[b:n]
             labels_out = torch.cat((labels, labels.index_select(0, wrong)))
             background = torch.cat((background, torch.ones_like(wrong, dtype=torch.bool)))
         else:
@@ -418,13 +426,6 @@ class ExplanationMaskAugment(nn.Module):
         if not isinstance(correct, Tensor) or correct.dtype != torch.bool or correct.shape != (b,):
             desc = f"{correct.dtype} {tuple(correct.shape)}" if isinstance(correct, Tensor) else type(correct).__name__
             raise ValueError(f"params.correct must be a bool tensor of shape ({b},), got {desc}")
-
-    @staticmethod
-    def _check_logits(logits: Tensor, labels: Tensor, check_range: bool) -> None:
-        if logits.dim() != 2 or logits.shape[0] != labels.shape[0]:
-            raise ValueError(f"model must return logits (B, K) = ({labels.shape[0]}, K), got {tuple(logits.shape)}")
-        if check_range:
-            resolve_targets(labels, labels.shape[0], logits.shape[1], labels.device)
 
     def extra_repr(self) -> str:
         rule = f"threshold={self.threshold}" if self.keep_fraction is None else f"keep_fraction={self.keep_fraction}"
