@@ -40,11 +40,11 @@ def reference_explainer_options(model_name: str, image_size: int = 32) -> dict[s
 def explainer_preset_options(preset: str, explainer: str) -> dict[str, Any]:
     """Explainer options a preset adds under the user's own (``TrainConfig.explainer_preset``).
 
-    ``"default"`` adds nothing; ``"reference"`` needs the ``gradcam`` explainer and adds ``relu=False`` (its layer
+    ``"exaug"`` adds nothing; ``"reference"`` needs the ``gradcam`` explainer and adds ``relu=False`` (its layer
     comes from :func:`~exaug.models.default_explainer_layer` with ``preset="reference"``).
 
     Example:
-        >>> explainer_preset_options("reference", "gradcam"), explainer_preset_options("default", "rise")
+        >>> explainer_preset_options("reference", "gradcam"), explainer_preset_options("exaug", "rise")
         ({'relu': False}, {})
 
     Raises:
@@ -52,7 +52,7 @@ def explainer_preset_options(preset: str, explainer: str) -> dict[str, Any]:
     """
     if preset not in EXPLAINER_PRESETS:
         raise ValueError(f"explainer_preset must be one of {', '.join(EXPLAINER_PRESETS)}, got {preset!r}")
-    if preset == "default":
+    if preset == "exaug":
         return {}
     if explainer != REFERENCE_EXPLAINER:
         raise ValueError(f"explainer_preset 'reference' uses the explainer {REFERENCE_EXPLAINER!r} (the reference "

@@ -35,9 +35,9 @@ __all__ = [
 
 TORCHVISION_PREFIX = "tv:"
 TIMM_PREFIX = "timm:"
-#: Explainer layer presets of :func:`default_explainer_layer`: ``"default"`` (exaug's choice) and ``"reference"``
+#: Explainer layer presets of :func:`default_explainer_layer`: ``"exaug"`` (exaug's own choice) and ``"reference"``
 #: (the layers of the ExCon reference code).
-EXPLAINER_PRESETS = ("default", "reference")
+EXPLAINER_PRESETS = ("exaug", "reference")
 
 _CIFAR_RESNETS: dict[str, Callable[..., CifarResNet]] = {
     "resnet18": resnet18,
@@ -216,7 +216,7 @@ def create_model(
     return SupConModel(encoder, head=head, feat_dim=feat_dim, num_classes=num_classes)
 
 
-def default_explainer_layer(model_name: str, image_size: int, preset: str = "default") -> str | None:
+def default_explainer_layer(model_name: str, image_size: int, preset: str = "exaug") -> str | None:
     """Grad-CAM layer for ``model_name`` at ``image_size``, a dotted path inside :class:`~exaug.models.Classifier`.
 
     ``preset="reference"``: the layers of the ExCon reference code (NOTES §10), for the models it was run with:
@@ -227,7 +227,7 @@ def default_explainer_layer(model_name: str, image_size: int, preset: str = "def
       the same rule, ``encoder.layer4.2.conv3`` (ResNet-50);
     * any other model: ``ValueError`` (the reference code has no layer for it).
 
-    ``preset="default"`` (what the trainer uses unless told otherwise):
+    ``preset="exaug"`` (what the trainer uses unless told otherwise):
 
     * below 64 pixels: the reference layers above; ``encoder.layer2`` (the stage output) for ResNet-34;
     * 64 pixels and more: the output of the last block, ``encoder.layer4.<last>`` (``encoder.layer4.1`` for

@@ -98,7 +98,8 @@ def check_model_output(
     * not a ``(batch_size, K)`` tensor -> ``ValueError`` naming ``name``;
     * ``labels`` given and some label ``>= K`` (or negative) -> ``ValueError`` naming ``name`` and ``labels_name``;
     * every row has an L2 norm within ``1e-3`` of 1 -> a ``UserWarning`` naming the fix
-      (``exaug.Classifier(encoder, linear)``). Tested once per ``model`` (every call when ``model`` is None).
+      (``exaug.Classifier(encoder, linear)``). Tested once per ``model`` (every call when ``model`` is None), never
+      for models that declare ``outputs_scores = True`` (the similarity targets of :mod:`exaug.targets`).
 
     The label range and the norm test share one host sync; a call with neither (labels ``None`` and a model
     already tested) syncs nothing.
@@ -109,7 +110,7 @@ def check_model_output(
         >>> check_model_output(torch.randn(4, 10), 4, torch.tensor([0, 10, 3, 3]))  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: labels must be class indices in [0, 9] (model returns 10 logits per image), got values in [0, 10]; ...
+        ValueError: labels must be class indices in [0, 9] (model returns 10 logits per image)...
 
     Args:
         output: what the model returned.
@@ -125,7 +126,9 @@ def check_model_output(
     if not isinstance(output, Tensor) or output.dim() != 2 or output.shape[0] != batch_size:
         shape = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
         raise ValueError(f"{name} must return logits of shape (B, K) = ({batch_size}, K), got {shape}")
-    check_norm = output.shape[0] > 0 and (model is None or model not in _NORM_CHECKED)
+    # Similarity targets (exaug.targets, `outputs_scores = True`) return scores by design: no embedding warning.
+    scores = getattr(model, "outputs_scores", False)
+    check_norm = output.shape[0] > 0 and not scores and (model is None or model not in _NORM_CHECKED)
     check_range = labels is not None and labels.numel() > 0
     if not (check_norm or check_range):
         return

@@ -52,7 +52,7 @@ def test_reference_options_and_preset_errors():
         ExplanationMaskAugment.reference("resnet34")
     with pytest.raises(ValueError, match="explainer_preset 'reference' uses the explainer 'gradcam'.*'rise'"):
         explainer_preset_options("reference", "rise")
-    with pytest.raises(ValueError, match="explainer_preset must be one of default, reference"):
+    with pytest.raises(ValueError, match="explainer_preset must be one of exaug, reference"):
         explainer_preset_options("paper", "gradcam")
 
 

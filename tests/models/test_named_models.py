@@ -151,7 +151,7 @@ def test_reference_preset_without_a_reference_layer_is_an_error(name):
 
 
 def test_unknown_preset_is_an_error():
-    with pytest.raises(ValueError, match="preset must be one of default, reference"):
+    with pytest.raises(ValueError, match="preset must be one of exaug, reference"):
         default_explainer_layer("resnet18", 32, preset="paper")
 
 

@@ -49,3 +49,12 @@ def test_rows_off_unit_norm_by_more_than_the_tolerance_do_not_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_model_output(logits, 8)
+
+
+def test_score_models_are_not_flagged():
+    class Scores(nn.Identity):
+        outputs_scores = True  # the convention of exaug.targets: similarity scores, not logits
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_model_output(F.normalize(torch.randn(4, 8), dim=1), 4, model=Scores())
