@@ -6,6 +6,7 @@ from .explaining import ExplainerSource, explain_normalized
 from .explanation_mask import AugmentedBatch, ExplanationMaskAugment, MaskParams
 from .kornia_ops import SaliencyKeep
 from .masking import FILLS, apply_mask, check_fill, fill_like, gaussian_blur, keep_mask
+from .reference import REFERENCE_EXPLAINER, explainer_preset_options, reference_explainer_options
 from .replay import ReplayableSpatial, SpatialParams
 from .saliency_cache import SaliencyCache
 from .mixing import MixAugment, MixedBatch, MixParams, SaliencySource
@@ -20,6 +21,7 @@ __all__ = [
     "EDDA_POLICIES",
     "EDDA_TARGETS",
     "FILLS",
+    "REFERENCE_EXPLAINER",
     "AugmentedBatch",
     "EDDAAugment",
     "EDDABatch",
@@ -34,6 +36,7 @@ __all__ = [
     "apply_mask",
     "check_fill",
     "explain_normalized",
+    "explainer_preset_options",
     "fill_like",
     "gaussian_blur",
     "keep_mask",
@@ -51,4 +54,5 @@ __all__ = [
     "SaliencySource",
     "SnapMix",
     "sgt_loss",
+    "reference_explainer_options",
 ]

@@ -22,105 +22,21 @@ explainer did not see the whole batch).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Literal, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from ..explainers.base import Explainer, resolve_targets
-from ..utils.checks import check_images, check_indices, check_labels
+from ..explainers.base import Explainer
+from ..utils.checks import check_images, check_indices, check_labels, check_model_output
 from ..utils.isolation import isolated
+from .batch import AugmentedBatch, MaskParams
 from .explaining import ExplainerSource, SaliencyFn, explain_normalized
 from .masking import Fill, apply_mask, check_fill, keep_mask
+from .reference import REFERENCE_EXPLAINER, reference_explainer_options
 from .saliency_cache import SaliencyCache
 
 __all__ = ["AugmentedBatch", "MaskParams", "ExplanationMaskAugment"]
-
-
-@dataclasses.dataclass
-class AugmentedBatch:
-    """Output of :class:`ExplanationMaskAugment`: a contrastive batch of ``N' = B + k`` rows in two views.
-
-    Shape:
-        See the attributes (``B`` input rows, ``k`` background rows, ``N' = B + k``).
-
-    Attributes:
-        images: ``(2 * N', C, H, W)``, view-major (``torch.cat([view1, view2])`` as in SupContrast); the ``k``
-            background rows come after the ``B`` regular rows in both views, identical in both.
-        labels: ``(N',)`` int64.
-        background: ``(N',)`` bool, True for background-negative rows (ExConB only).
-        masked: ``(B, C, H, W)`` masked originals, or ``None`` when masking was disabled.
-        saliency: ``(B, 1, H, W)`` normalised maps (stored ones for rows served by a cache), or ``None``.
-        keep: ``(B, 1, H, W)`` bool keep-masks, or ``None``.
-        correct: ``(B,)`` bool, whether the masked image was classified as its label, or ``None``.
-        flat: ``(B,)`` bool, maps that carried no information (they keep nothing), or ``None``.
-    """
-
-    images: Tensor
-    labels: Tensor
-    background: Tensor
-    masked: Tensor | None = None
-    saliency: Tensor | None = None
-    keep: Tensor | None = None
-    correct: Tensor | None = None
-    flat: Tensor | None = None
-
-    @property
-    def num_rows(self) -> int:
-        """``N'``: regular plus background rows."""
-        return self.labels.shape[0]
-
-    def as_views(self, embeddings: Tensor) -> Tensor:
-        """Reshape model outputs for :images: ``(2 * N', D)`` into ``(N', 2, D)`` for the contrastive losses."""
-        n = self.num_rows
-        if embeddings.dim() != 2 or embeddings.shape[0] != 2 * n:
-            raise ValueError(f"embeddings must have shape (2 * {n}, D) = ({2 * n}, D), got {tuple(embeddings.shape)}")
-        return torch.stack((embeddings[:n], embeddings[n:]), dim=1)
-
-    @property
-    def stats(self) -> dict[str, float]:
-        """Routing statistics as Python floats (computed on access: each access synchronises with the device).
-
-        Keys: ``masked_correct`` (fraction of masked images classified correctly), ``kept_area`` (mean fraction
-        of pixels kept), ``flat`` (fraction of uninformative maps), ``background`` (number of background rows),
-        ``rows`` (``N'``).
-        """
-        out = {"rows": float(self.num_rows), "background": float(self.background.sum())}
-        if self.correct is not None:
-            out["masked_correct"] = float(self.correct.float().mean())
-        if self.keep is not None:
-            out["kept_area"] = float(self.keep.float().mean())
-        if self.flat is not None:
-            out["flat"] = float(self.flat.float().mean())
-        return out
-
-
-@dataclasses.dataclass
-class MaskParams:
-    """What :meth:`ExplanationMaskAugment.draw` decided for a batch; :meth:`ExplanationMaskAugment.apply` routes.
-
-    Hand-made parameters are fine (routing needs only ``masked`` and ``correct``): that is how routing is
-    tested without an explainer.
-
-    Attributes:
-        saliency: normalised maps (stored ones for rows served by a cache).
-        flat: bool, maps that carried no information (they keep nothing).
-        keep: bool keep-masks.
-        masked: the masked originals.
-        correct: bool, whether the masked image was classified as its label.
-
-    Shape:
-        - saliency, keep: ``(B, 1, H, W)``.
-        - masked: ``(B, C, H, W)``.
-        - flat, correct: ``(B,)``.
-    """
-
-    saliency: Tensor
-    flat: Tensor
-    keep: Tensor
-    masked: Tensor
-    correct: Tensor
 
 
 class ExplanationMaskAugment(nn.Module):
@@ -205,6 +121,26 @@ class ExplanationMaskAugment(nn.Module):
         self.target = target
         self.enabled = enabled
         self.cache = cache
+
+    @classmethod
+    def reference(
+        cls, model_name: str, image_size: int = 32, mode: Literal["excon", "exconb"] = "exconb", **kwargs: Any
+    ) -> "ExplanationMaskAugment":
+        """The reference code's masks: signed Grad-CAM (``relu=False``) at its layer, threshold 0.5, zero fill.
+
+        Example:
+            >>> aug = ExplanationMaskAugment.reference("resnet18", image_size=32)
+            >>> aug.explainer, aug.explainer_options
+            ('gradcam', {'target_layer': 'encoder.layer2.1.conv2', 'relu': False})
+
+        Args:
+            model_name: ``resnet18`` or ``resnet50`` (:func:`~exaug.augment.reference_explainer_options`).
+            image_size: input side (32: CIFAR; 64: Tiny ImageNet).
+            mode: ``"excon"`` or ``"exconb"``.
+            **kwargs: further options (``cache``, ``enabled``, ...); pass none of the masking rule to stay faithful.
+        """
+        options = reference_explainer_options(model_name, image_size)
+        return cls(REFERENCE_EXPLAINER, mode=mode, explainer_options=options, **kwargs)
 
     @property
     def explainer(self) -> str | Explainer | SaliencyFn:
@@ -340,10 +276,12 @@ class ExplanationMaskAugment(nn.Module):
         with isolated(model), torch.no_grad():
             logits = model(masked)
         # A registry explainer asked for the labels of the whole batch has range-checked them already (one host
-        # sync is enough).
+        # sync is enough). The "embeddings, not logits" test runs once per model, folded into the same sync.
         labels_checked = explained_all and isinstance(explainer, Explainer) and self.target == "label"
-        self._check_logits(logits, labels, check_range=not labels_checked)
-        correct = logits.argmax(dim=1) == labels
+        check_model_output(logits, labels.shape[0], None if labels_checked else labels, model=model)
+        # A NaN/inf pixel that survives the mask gives non-finite logits, whose argmax is 0: such a row is never
+        # counted correct (no host sync needed); it is routed like any wrong mask.
+        correct = (logits.argmax(dim=1) == labels) & torch.isfinite(logits).all(dim=1)
         return MaskParams(saliency=saliency, flat=flat, keep=keep, masked=masked, correct=correct)
 
     def _route(
@@ -358,12 +296,18 @@ class ExplanationMaskAugment(nn.Module):
             wrong = (~correct).nonzero().squeeze(1)
             b, k = labels.shape[0], wrong.shape[0]
             n = b + k
-            # Written once into the final buffer (no torch.cat of temporaries): this is the hot path.
-            images = originals.new_empty((2 * n, *originals.shape[1:]))
-            torch.where(correct_rows, masked, view1, out=images[:b])
-            torch.index_select(masked, 0, wrong, out=images[b:n])
-            images[n : n + b] = view2
-            images[n + b :] = images[b:n]
+            if torch.is_grad_enabled() and any(t.requires_grad for t in (originals, masked, view1, view2)):
+                # `out=` cannot write into a buffer that autograd must track (views from a differentiable
+                # augmentation): the same rows, assembled by torch.cat.
+                extra = masked.index_select(0, wrong)
+                images = torch.cat((torch.where(correct_rows, masked, view1), extra, view2, extra))
+            else:
+                # Written once into the final buffer (no torch.cat of temporaries): this is the hot path.
+                images = originals.new_empty((2 * n, *originals.shape[1:]))
+                torch.where(correct_rows, masked, view1, out=images[:b])
+                torch.index_select(masked, 0, wrong, out=images[b:n])
+                images[n : n + b] = view2
+                images[n + b :] = images[b:n]
             labels_out = torch.cat((labels, labels.index_select(0, wrong)))
             background = torch.cat((background, torch.ones_like(wrong, dtype=torch.bool)))
         else:
@@ -421,13 +365,6 @@ class ExplanationMaskAugment(nn.Module):
         if not isinstance(correct, Tensor) or correct.dtype != torch.bool or correct.shape != (b,):
             desc = f"{correct.dtype} {tuple(correct.shape)}" if isinstance(correct, Tensor) else type(correct).__name__
             raise ValueError(f"params.correct must be a bool tensor of shape ({b},), got {desc}")
-
-    @staticmethod
-    def _check_logits(logits: Tensor, labels: Tensor, check_range: bool) -> None:
-        if logits.dim() != 2 or logits.shape[0] != labels.shape[0]:
-            raise ValueError(f"model must return logits (B, K) = ({labels.shape[0]}, K), got {tuple(logits.shape)}")
-        if check_range:
-            resolve_targets(labels, labels.shape[0], logits.shape[1], labels.device)
 
     def extra_repr(self) -> str:
         rule = f"threshold={self.threshold}" if self.keep_fraction is None else f"keep_fraction={self.keep_fraction}"

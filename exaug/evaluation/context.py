@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..augment import explainer_preset_options
 from ..data import dataset_stats
 from ..explainers import Explainer, explainer_uses_layer
 from ..metrics import compute_embeddings, fgsm
@@ -39,7 +40,9 @@ def build_run_explainer(
     """
     own = name is None or name == run.config.explainer
     name = run.config.explainer if name is None else name
-    options = dict(run.config.explainer_options) if own else {}
+    # The run's own explainer keeps the options its preset added in training (relu=False for "reference").
+    options = {**explainer_preset_options(run.config.explainer_preset, name), **run.config.explainer_options} \
+        if own else {}
     if layer is None and "target_layer" not in options and explainer_uses_layer(name):
         layer = run.resolved.get("explainer_layer")
     explainer = explainer_from(name, run.classifier_model, layer, options)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..utils.checks import check_images
+from ..utils.checks import check_images, check_model_output
 from ..utils.isolation import isolated
 from .layers import (
     ReshapeTransform,
@@ -165,6 +165,9 @@ class Explainer(abc.ABC):
     description: str = ""
     #: Whether the backend needs a feature layer (CAM family); then ``target_layer`` is resolved.
     uses_layer: bool = False
+    #: The model returns class logits (checked: shape, and a warning on L2-normalised rows); False for backends
+    #: that explain a representation (RELAX).
+    explains_logits: bool = True
 
     def __init__(
         self,
@@ -214,6 +217,8 @@ class Explainer(abc.ABC):
         images = images.detach()
         with isolated(self.model), unwrapped_children(self.model):
             raw, logits, targets = self._attribute(images, targets)
+        if logits is not None and self.explains_logits:  # every backend; warns once per model on embeddings
+            check_model_output(logits, images.shape[0], model=self.model)
         raw = raw.detach()
         if raw.dim() == 3:
             raw = raw.unsqueeze(1)

@@ -293,6 +293,7 @@ class RELAXExplainer(_RandomMaskExplainer):
     """
 
     description = "RELAX label-free importance of an encoder's representation; n_masks=3000, grid=7, p=0.5"
+    explains_logits = False  # its model returns representations, possibly L2-normalised
 
     def __init__(
         self,

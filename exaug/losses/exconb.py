@@ -6,12 +6,15 @@ batch as a *background* row: it is a negative for every anchor, but never an anc
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
 from .functional import (
     check_features,
     check_labels,
+    check_no_positive,
     check_temperatures,
     check_values,
     contrastive_loss,
@@ -30,9 +33,11 @@ class ExConBLoss(nn.Module):
 
         L_i = -(t / base_t) / |P(i)| * sum_{p in P(i)} log( exp(e_i.e_p / t) / sum_{a in A(i)} w_a exp(e_i.e_a / t) )
 
-    with ``w_a = background_weight`` for background entries and 1 otherwise. The loss is the mean over
-    non-background anchors with at least one positive (a zero carrying a zero gradient if there is none, e.g.
-    when every row is background). Without background rows this is exactly :class:`SupConLoss` with labels.
+    with ``w_a = background_weight`` for background entries and 1 otherwise. The loss is the mean over the
+    non-background anchors; one without any positive (``n_views=1`` and a singleton label) is a zero term of
+    the mean by default (``no_positive="zero"``, as SupContrast) or left out (``"exclude"``). A batch without
+    anchors (every row background, or ``B = 0``) gives a zero carrying a zero gradient. Without background rows
+    this is exactly :class:`SupConLoss` with labels and the same ``no_positive``.
 
     Args:
         temperature: ``t``.
@@ -40,12 +45,13 @@ class ExConBLoss(nn.Module):
         gather_distributed: contrast against the rows (and labels / background flags) of all ranks; anchors
             stay local. With DDP this equals the single-process loss on the concatenated batch when every rank
             has the same number of non-background anchors with a positive (background counts may differ).
-        background_weight: ``w`` of each counted background entry in the denominator.
+        background_weight: ``w`` of each counted background entry in the denominator (finite, >= 0).
         background_copies: ``"all"`` (default, as in the paper, which appends the masked image twice "to make
             up a pair"): every view of a background row is a denominator entry, so it counts ``n_views`` times;
             ``"one"``: only its view-0 entry counts. With identical views, ``"all"`` and
             ``background_weight=1/n_views`` equals ``"one"`` with weight 1.
         check_inputs: check for NaN/inf (error) and non-normalised features (one warning); one host sync.
+        no_positive: ``"zero"`` (SupContrast) or ``"exclude"``, as in :class:`SupConLoss`.
 
     Shape:
         ``features`` ``(batch, n_views, dim)``, ``labels`` ``(batch,)``, ``background`` ``(batch,)`` -> ``()``.
@@ -71,13 +77,17 @@ class ExConBLoss(nn.Module):
         background_weight: float = 1.0,
         background_copies: str = "all",
         check_inputs: bool = True,
+        no_positive: str = "zero",
     ) -> None:
         super().__init__()
         check_temperatures(temperature, base_temperature)
+        check_no_positive(no_positive)
         if background_copies not in ("all", "one"):
             raise ValueError(f"`background_copies` must be 'all' or 'one', got {background_copies!r}")
-        if not background_weight >= 0:
-            raise ValueError(f"`background_weight` must be >= 0, got {background_weight}")
+        # inf would make every denominator infinite (a constant loss); NaN fails `>= 0`.
+        if not background_weight >= 0 or math.isinf(background_weight):
+            raise ValueError(f"`background_weight` must be a finite number >= 0, got {background_weight}")
+        self.no_positive = no_positive
         self.temperature = temperature
         self.base_temperature = base_temperature
         self.gather_distributed = gather_distributed
@@ -91,7 +101,8 @@ class ExConBLoss(nn.Module):
 
         Args:
             features: ``(batch, n_views, dim)`` L2-normalised embeddings, background rows included.
-            labels: ``(batch,)`` integer labels (ignored for background rows).
+            labels: ``(batch,)`` or ``(batch, 1)`` labels, integer or whole-number floats (ignored for background
+                rows).
             background: ``(batch,)`` bool, ``True`` for background rows.
 
         Returns:
@@ -128,11 +139,13 @@ class ExConBLoss(nn.Module):
             offset=offset,
             temperature=self.temperature,
             base_temperature=self.base_temperature,
+            no_positive=self.no_positive,
+            anchor_rows=~background,
         )
 
     def extra_repr(self) -> str:
         return (
             f"temperature={self.temperature}, base_temperature={self.base_temperature}, "
             f"gather_distributed={self.gather_distributed}, background_weight={self.background_weight}, "
-            f"background_copies={self.background_copies!r}"
+            f"background_copies={self.background_copies!r}, no_positive={self.no_positive!r}"
         )

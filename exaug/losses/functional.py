@@ -7,6 +7,7 @@ plain function (no module state), so other losses can be built from it.
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Optional
 
@@ -21,8 +22,14 @@ __all__ = [
     "check_labels",
     "check_temperatures",
     "check_values",
+    "check_no_positive",
     "gather_contrast_set",
+    "NO_POSITIVE_MODES",
 ]
+
+#: What an anchor without any positive contributes: ``"zero"`` (SupContrast's current ``losses.py``: a zero term
+#: counted in the mean) or ``"exclude"`` (pytorch-metric-learning's reducer: left out of the mean).
+NO_POSITIVE_MODES = ("zero", "exclude")
 
 
 def contrastive_loss(
@@ -34,6 +41,8 @@ def contrastive_loss(
     anchor_views: Optional[int] = None,
     temperature: float = 0.07,
     base_temperature: float = 0.07,
+    no_positive: str = "exclude",
+    anchor_rows: Optional[Tensor] = None,
 ) -> Tensor:
     """Masked supervised contrastive loss, the single implementation behind SupCon and ExConB.
 
@@ -42,8 +51,8 @@ def contrastive_loss(
 
     ``L_i = -t/base_t * sum_p m_ip log( exp(s_ip) / sum_{a != i} w_a exp(s_ia) ) / sum_p m_ip``,  ``s = e.e / t``,
 
-    where ``m`` is ``positives`` tiled over views with the anchor's own entry removed. Anchors whose positive
-    weights sum to 0 are dropped, and the result is the mean over the remaining anchors.
+    where ``m`` is ``positives`` tiled over views with the anchor's own entry removed. An anchor whose positive
+    weights sum to 0 has ``L_i = 0``; ``no_positive`` says whether it still counts in the mean.
 
     Args:
         features: ``(n, n_views, dim)`` local embeddings; the anchors come from here.
@@ -56,9 +65,15 @@ def contrastive_loss(
         anchor_views: number of leading views used as anchors (``None``: all).
         temperature: ``t``.
         base_temperature: ``base_t``; the loss is scaled by ``t / base_t``.
+        no_positive: ``"exclude"``: the mean runs over anchors with at least one positive (pytorch-metric-learning);
+            ``"zero"``: anchors without a positive are zero terms counted in the mean (SupContrast). The two agree
+            when every anchor has a positive.
+        anchor_rows: ``(n,)`` bool, the local samples whose views are anchors at all (``None``: every sample).
+            Rows that are not anchors (ExConB's background rows) must have no positives; they never count in the
+            mean, whatever ``no_positive`` says.
 
     Returns:
-        Scalar loss. If no anchor has a positive: a zero connected to ``features`` (its gradient is zero).
+        Scalar loss. If no anchor counts: a zero connected to ``features`` (its gradient is zero).
 
     Shape:
         ``features`` ``(n, V, D)``, ``contrast`` ``(m, V, D)``, ``positives`` ``(n, m)``, ``weights`` ``(V, m)``
@@ -78,10 +93,14 @@ def contrastive_loss(
         >>> torch.allclose(loss, naive)
         True
     """
+    check_no_positive(no_positive)
     n, n_views, dim = features.shape
     m = contrast.shape[0]
     anchor_views = n_views if anchor_views is None else anchor_views
     device = features.device
+    if n == 0 or anchor_views == 0:
+        # An empty batch (e.g. the last shard of a tiny dataset): a zero that still backpropagates, no NaN.
+        return features.sum() * 0.0
 
     anchors = features[:, :anchor_views].transpose(0, 1).reshape(-1, dim)  # (anchor_views * n, dim)
     entries = contrast.transpose(0, 1).reshape(-1, dim)  # (n_views * m, dim)
@@ -105,8 +124,14 @@ def contrastive_loss(
     log_prob = logits - torch.logsumexp(logits + log_denom, dim=1, keepdim=True)
     mean_log_prob_pos = (pos * log_prob).sum(1) / torch.where(has_pos, n_pos, torch.ones_like(n_pos))
     per_anchor = -(temperature / base_temperature) * mean_log_prob_pos  # exactly 0 where has_pos is False
-    # Mean over anchors with >= 1 positive, without a host sync; 0 / 1 when there is none.
-    return per_anchor.sum() / has_pos.sum().clamp(min=1)
+    # The number of anchors counted in the mean stays a tensor (no host sync); 0 / 1 when there is none.
+    if no_positive == "exclude":
+        counted = has_pos.sum()
+    elif anchor_rows is None:
+        counted = torch.tensor(per_anchor.numel(), device=device)
+    else:
+        counted = anchor_rows.sum() * anchor_views
+    return per_anchor.sum() / counted.clamp(min=1)
 
 
 # ---------------------------------------------------------------------------------------------- input checks
@@ -126,8 +151,10 @@ def _is_compiling() -> bool:
     return bool(is_compiling and is_compiling())
 
 
-def check_values(features: Tensor, warn: str | None = None) -> bool:
-    """NaN/inf in ``features`` -> ``ValueError``; tells whether they are L2-normalised. One host sync for both.
+def check_values(features: Tensor, warn: str | None = None, mask: Optional[Tensor] = None) -> bool:
+    """NaN/inf in ``features`` (or a bad ``mask``) -> ``ValueError``; tells whether the features are L2-normalised.
+
+    One host sync for all the checks.
 
     Skipped (returns ``False``) for empty features and while scripting or compiling, where a host sync is not
     allowed.
@@ -136,6 +163,7 @@ def check_values(features: Tensor, warn: str | None = None) -> bool:
         features: ``(batch, n_views, dim)`` embeddings.
         warn: if given, the name of the caller (e.g. ``"SupConLoss"``) for a warning when the features are not
             unit-norm; the losses pass it only until they have warned once.
+        mask: custom positive weights; NaN, inf or negative entries raise a ``ValueError`` naming ``mask``.
 
     Returns:
         ``True`` when some embedding's norm differs from 1 by more than ``max(1e-3, 10 eps)``.
@@ -144,9 +172,16 @@ def check_values(features: Tensor, warn: str | None = None) -> bool:
         return False
     x = features.detach()
     tol = max(1e-3, 10 * torch.finfo(x.dtype).eps)
-    flags = torch.stack([~torch.isfinite(x).all(), ((x.norm(dim=-1) - 1).abs() > tol).any()]).tolist()
+    checks = [~torch.isfinite(x).all(), ((x.norm(dim=-1) - 1).abs() > tol).any()]
+    if mask is not None and mask.dtype != torch.bool and mask.numel():
+        m = mask.detach()
+        checks.append((~torch.isfinite(m) | (m < 0)).any().to(checks[0].device))
+    flags = torch.stack(checks).tolist()
     if flags[0]:
         raise ValueError("`features` contains NaN or inf")
+    if len(flags) > 2 and flags[2]:
+        raise ValueError("`mask` must hold finite weights >= 0 (bool, or float as in SupContrast); it contains "
+                         "negative, NaN or inf entries")
     if flags[1] and warn is not None:
         warnings.warn(
             f"{warn}: `features` are not L2-normalised along the last dim (expected unit norm, "
@@ -157,25 +192,47 @@ def check_values(features: Tensor, warn: str | None = None) -> bool:
 
 
 def check_labels(labels: Tensor, n: int, device: torch.device) -> Tensor:
-    """Integer class labels ``(n,)`` moved to ``device``, else a ``ValueError`` naming ``labels``.
+    """Class labels ``(n,)`` moved to ``device``, else a ``ValueError`` naming ``labels``.
 
-    Unlike :func:`exaug.utils.checks.check_labels` (``TypeError`` for dtypes), the losses keep SupContrast-style
-    ``ValueError`` messages in backticks, which their users match on.
+    Accepted as SupContrast accepts them: integer labels of shape ``(n,)`` or ``(n, 1)``, and floating point
+    labels holding whole numbers (cast to int64; checking that they are whole costs one host sync, paid only for
+    float labels). Unlike :func:`exaug.utils.checks.check_labels` (``TypeError`` for dtypes), the losses keep
+    SupContrast-style ``ValueError`` messages in backticks, which their users match on.
+
+    Shape:
+        ``(n,)`` or ``(n, 1)`` -> ``(n,)``.
     """
+    if isinstance(labels, Tensor) and labels.dim() == 2 and labels.shape[1] == 1:
+        labels = labels.reshape(-1)  # SupContrast's `labels.contiguous().view(-1, 1)` accepts (bsz, 1)
     if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.shape[0] != n:
         shape = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
         raise ValueError(f"`labels` must have shape (batch,) = ({n},) to match `features`, got {shape}")
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+    if labels.is_complex() or labels.dtype == torch.bool:
         raise ValueError(f"`labels` must be an integer tensor (e.g. torch.int64), got {labels.dtype}")
+    if labels.is_floating_point():
+        if labels.numel() and not bool(torch.isfinite(labels).all() & (labels == labels.round()).all()):
+            raise ValueError("`labels` must be an integer tensor (e.g. torch.int64) or hold whole numbers, got "
+                             f"{labels.dtype} values that are not whole numbers (or not finite)")
+        labels = labels.long()
     return labels.to(device)
 
 
 def check_temperatures(temperature: float, base_temperature: float) -> None:
-    """``ValueError`` unless both temperatures are > 0 (NaN included)."""
-    if not temperature > 0 or not base_temperature > 0:
-        raise ValueError(
-            f"temperatures must be > 0, got temperature={temperature}, base_temperature={base_temperature}"
-        )
+    """``ValueError`` naming the first bad one unless both temperatures are finite numbers > 0."""
+    for name, value in (("temperature", temperature), ("base_temperature", base_temperature)):
+        try:
+            as_float = float(value)  # numbers, numpy scalars and one-element tensors (a learnable temperature)
+        except (TypeError, ValueError, RuntimeError):
+            as_float = math.nan
+        # `not > 0` also rejects NaN; inf would turn every logit into 0 and the loss into a constant.
+        if not as_float > 0 or math.isinf(as_float):
+            raise ValueError(f"temperatures must be > 0 and finite, got `{name}`={value!r}")
+
+
+def check_no_positive(no_positive: str) -> None:
+    """``ValueError`` unless ``no_positive`` is one of :data:`NO_POSITIVE_MODES`."""
+    if no_positive not in NO_POSITIVE_MODES:
+        raise ValueError(f"`no_positive` must be 'zero' (SupContrast) or 'exclude', got {no_positive!r}")
 
 
 def gather_contrast_set(enabled: bool, features: Tensor, *others: Optional[Tensor]) -> tuple:

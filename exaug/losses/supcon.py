@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from .functional import (
     check_features,
     check_labels,
+    check_no_positive,
     check_temperatures,
     check_values,
     contrastive_loss,
@@ -29,11 +30,12 @@ class SupConLoss(nn.Module):
 
         L_i = -(t / base_t) / |P(i)| * sum_{p in P(i)} log( exp(e_i.e_p / t) / sum_{a != i} exp(e_i.e_a / t) )
 
-    The loss is the mean of ``L_i`` over anchors with at least one positive. Anchors without any positive
-    contribute nothing and are left out of the mean (SupContrast's current code counts them as zeros in the
-    mean; older versions returned NaN); when every anchor has a positive, which is always the case with
-    ``n_views >= 2``, the two conventions agree. If no anchor has a positive the loss is a zero that still
-    carries a (zero) gradient.
+    An anchor without any positive (possible with ``n_views=1``, a custom ``mask`` or ``contrast_mode="one"``
+    with singleton labels) has ``L_i = 0``. By default (``no_positive="zero"``) it is counted in the mean, exactly
+    as SupContrast's current ``losses.py`` does (older versions returned NaN); ``no_positive="exclude"`` leaves it
+    out of the mean, as pytorch-metric-learning does. When every anchor has a positive, which is always the case
+    with ``n_views >= 2`` and ``contrast_mode="all"``, the two agree. If no anchor has a positive the loss is a
+    zero that still carries a (zero) gradient; so is an empty batch.
 
     Args:
         temperature: ``t``, divides the cosine similarities.
@@ -43,11 +45,13 @@ class SupConLoss(nn.Module):
             gradients flowing back to each rank. With DDP (which averages gradients over ranks) this equals
             the single-process loss on the concatenated batch if every rank has the same number of anchors
             with a positive.
-        check_inputs: check for NaN/inf (error) and non-normalised features (one warning). Costs one host
-            sync per call; disable in tight loops.
+        check_inputs: check for NaN/inf (error) and non-normalised features (one warning), and that a float
+            ``mask`` holds finite weights >= 0. Costs one host sync per call; disable in tight loops.
+        no_positive: ``"zero"`` (SupContrast) or ``"exclude"`` (pytorch-metric-learning), see above.
 
     Shape:
-        ``features`` ``(batch, n_views, dim)``, ``labels`` ``(batch,)``, ``mask`` ``(batch, batch)`` -> ``()``.
+        ``features`` ``(batch, n_views, dim)``, ``labels`` ``(batch,)`` or ``(batch, 1)``, ``mask``
+        ``(batch, batch)`` -> ``()``.
 
     Example:
         >>> import torch
@@ -58,6 +62,13 @@ class SupConLoss(nn.Module):
         >>> simclr = criterion(features)  # positives: the other view of the same sample
         >>> bool(torch.isclose(simclr, criterion(features, mask=torch.eye(4))))
         True
+
+        With one view and a singleton class, anchor 2 has no positive: a zero term of the mean by default.
+
+        >>> one_view, labels = features[:3, :1], torch.tensor([0, 0, 1])
+        >>> zero, exclude = SupConLoss(0.1)(one_view, labels), SupConLoss(0.1, no_positive="exclude")(one_view, labels)
+        >>> bool(torch.isclose(zero, exclude * 2 / 3))
+        True
     """
 
     def __init__(
@@ -67,11 +78,14 @@ class SupConLoss(nn.Module):
         base_temperature: float = 0.07,
         gather_distributed: bool = False,
         check_inputs: bool = True,
+        no_positive: str = "zero",
     ) -> None:
         super().__init__()
         if contrast_mode not in ("all", "one"):
             raise ValueError(f"`contrast_mode` must be 'all' or 'one', got {contrast_mode!r}")
         check_temperatures(temperature, base_temperature)
+        check_no_positive(no_positive)
+        self.no_positive = no_positive
         self.temperature = temperature
         self.contrast_mode = contrast_mode
         self.base_temperature = base_temperature
@@ -84,11 +98,13 @@ class SupConLoss(nn.Module):
 
         Args:
             features: ``(batch, n_views, dim)`` L2-normalised embeddings.
-            labels: ``(batch,)`` integer class labels; samples with equal labels are positives.
+            labels: ``(batch,)`` or ``(batch, 1)`` class labels, integer or float holding whole numbers (as
+                SupContrast accepts them); samples with equal labels are positives.
             mask: ``(batch, batch)`` custom positives (bool, or float weights as in SupContrast), ``mask[i, j]``
                 says whether sample ``j`` is a positive of sample ``i``. With ``gather_distributed`` its columns
                 index the gathered batch: shape ``(batch, global_batch)``, ranks in order. Exclusive with
                 ``labels``; with neither, each sample's only positives are its own other views (SimCLR).
+                Weights must be finite and >= 0 (checked with ``check_inputs``).
 
         Returns:
             Scalar loss.
@@ -100,7 +116,9 @@ class SupConLoss(nn.Module):
         if labels is not None:
             labels = check_labels(labels, n, features.device)
         if self.check_inputs:
-            self._warned_norm |= check_values(features, warn=None if self._warned_norm else type(self).__name__)
+            warn = None if self._warned_norm else type(self).__name__
+            checked_mask = mask if isinstance(mask, Tensor) else None
+            self._warned_norm |= check_values(features, warn=warn, mask=checked_mask)
 
         offset, contrast, all_labels = gather_contrast_set(self.gather_distributed, features, labels)
         m = contrast.shape[0]
@@ -123,10 +141,12 @@ class SupConLoss(nn.Module):
             anchor_views=features.shape[1] if self.contrast_mode == "all" else 1,
             temperature=self.temperature,
             base_temperature=self.base_temperature,
+            no_positive=self.no_positive,
         )
 
     def extra_repr(self) -> str:
         return (
             f"temperature={self.temperature}, contrast_mode={self.contrast_mode!r}, "
-            f"base_temperature={self.base_temperature}, gather_distributed={self.gather_distributed}"
+            f"base_temperature={self.base_temperature}, gather_distributed={self.gather_distributed}, "
+            f"no_positive={self.no_positive!r}"
         )

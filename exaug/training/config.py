@@ -64,6 +64,10 @@ class TrainConfig:
     explainer_layer: str | None = _field(None, "dotted layer path for CAM explainers, relative to the classifier "
                                                "model (default: the paper's layer for the model and image size)")
     explainer_options: dict = _field({}, "extra options for the explainer (config file only)")
+    explainer_preset: str = _field("exaug", "explainer settings: exaug (its own layer and ReLU Grad-CAM) or "
+                                           "reference (the ExCon reference code's masks: signed Grad-CAM, "
+                                           "relu=False, at its layer; needs --explainer gradcam; --explainer-layer "
+                                           "and --option still override)", choices=("exaug", "reference"))
     mask_threshold: float = _field(0.5, "keep pixels whose normalised saliency exceeds this")
     keep_fraction: float | None = _field(None, "keep this fraction of the most salient pixels instead")
     mask_fill: str = _field("zero", "value of dropped pixels: zero, mean, blur, noise",

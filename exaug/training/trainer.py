@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import __version__
-from ..augment import SaliencyCache
+from ..augment import SaliencyCache, explainer_preset_options
 from ..augment.saliency_cache import native_map_size
 from ..explainers import explainer_uses_layer, resolve_explainer
 from .. import models
@@ -158,8 +158,9 @@ class Trainer:
     def _build_explanation_settings(self) -> None:
         """The explainer layer and options every explaining method shares, and the saliency cache."""
         c = self.config
-        self.explainer_layer = c.explainer_layer or default_explainer_layer(c.model, self.image_size)
-        options = dict(c.explainer_options)
+        self.explainer_layer = c.explainer_layer or default_explainer_layer(c.model, self.image_size,
+                                                                            c.explainer_preset)
+        options = {**explainer_preset_options(c.explainer_preset, c.explainer), **c.explainer_options}
         if self.explainer_layer is not None and "target_layer" not in options and explainer_uses_layer(c.explainer):
             options["target_layer"] = self.explainer_layer
         self.explainer_options = options

@@ -4,12 +4,22 @@ targets: errors name the argument and what was expected."""
 from __future__ import annotations
 
 import numbers
+import warnings
+import weakref
 from typing import Any, Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["check_images", "check_indices", "check_labels", "positive_int", "non_negative_float", "probability"]
+__all__ = [
+    "check_images",
+    "check_indices",
+    "check_labels",
+    "check_model_output",
+    "positive_int",
+    "non_negative_float",
+    "probability",
+]
 
 
 def check_images(images: Any, name: str = "images") -> Tensor:
@@ -62,6 +72,94 @@ def check_indices(
         if lo < 0 or hi >= size:
             raise ValueError(f"{name} must lie in [0, {size}), got values in [{lo}, {hi}]")
     return indices
+
+
+# Models whose outputs were already tested for "L2-normalised embeddings instead of logits": the test costs a host
+# sync, and its answer does not change from batch to batch, so it runs once per model (weak: no model is kept alive).
+_NORM_CHECKED: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
+_UNIT_NORM_TOL = 1e-3
+
+
+def check_model_output(
+    output: Any,
+    batch_size: int,
+    labels: Tensor | None = None,
+    *,
+    model: nn.Module | None = None,
+    name: str = "model",
+    labels_name: str = "labels",
+) -> None:
+    """Check that a model meant to classify returned ``(B, K)`` logits covering ``labels``.
+
+    Explanations and the "is the masked image still classified correctly" check need images -> logits (encoder
+    + linear classifier). A projection model (SupContrast's ``SupConResNet``: L2-normalised 128-d embeddings)
+    returns a ``(B, D)`` tensor too, and silently makes every map and every routing decision meaningless, so:
+
+    * not a ``(batch_size, K)`` tensor -> ``ValueError`` naming ``name``;
+    * ``labels`` given and some label ``>= K`` (or negative) -> ``ValueError`` naming ``name`` and ``labels_name``;
+    * every row has an L2 norm within ``1e-3`` of 1 -> a ``UserWarning`` naming the fix
+      (``exaug.Classifier(encoder, linear)``). Tested once per ``model`` (every call when ``model`` is None), never
+      for models that declare ``outputs_scores = True`` (the similarity targets of :mod:`exaug.targets`).
+
+    The label range and the norm test share one host sync; a call with neither (labels ``None`` and a model
+    already tested) syncs nothing.
+
+    Example:
+        >>> import torch
+        >>> check_model_output(torch.randn(4, 10), 4, torch.tensor([0, 9, 3, 3]))
+        >>> check_model_output(torch.randn(4, 10), 4, torch.tensor([0, 10, 3, 3]))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: labels must be class indices in [0, 9] (model returns 10 logits per image)...
+
+    Args:
+        output: what the model returned.
+        batch_size: ``B``.
+        labels: ``(B,)`` int64 class indices to range-check, or ``None``.
+        model: the model (its norm test runs once); ``None`` tests every call.
+        name: the model argument's name in messages.
+        labels_name: the labels argument's name in messages.
+
+    Shape:
+        ``output`` ``(B, K)``, ``labels`` ``(B,)``.
+    """
+    if not isinstance(output, Tensor) or output.dim() != 2 or output.shape[0] != batch_size:
+        shape = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
+        raise ValueError(f"{name} must return logits of shape (B, K) = ({batch_size}, K), got {shape}")
+    # Similarity targets (exaug.targets, `outputs_scores = True`) return scores by design: no embedding warning.
+    scores = getattr(model, "outputs_scores", False)
+    check_norm = output.shape[0] > 0 and not scores and (model is None or model not in _NORM_CHECKED)
+    check_range = labels is not None and labels.numel() > 0
+    if not (check_norm or check_range):
+        return
+    values = []
+    if check_range:
+        assert labels is not None
+        values += [labels.min(), labels.max()]
+    if check_norm:
+        norms = output.detach().float().norm(dim=1)
+        values.append(((norms - 1).abs() <= _UNIT_NORM_TOL).all().to(torch.long))
+    flags = torch.stack([v.to(device=output.device, dtype=torch.long) for v in values]).tolist()  # one host sync
+    if check_range:
+        lo, hi = flags[0], flags[1]
+        k = output.shape[1]
+        if lo < 0 or hi >= k:
+            raise ValueError(
+                f"{labels_name} must be class indices in [0, {k - 1}] ({name} returns {k} logits per image), got "
+                f"values in [{lo}, {hi}]; {name} must map images to logits over every class (K > largest label): "
+                "pass the encoder + linear classifier, e.g. exaug.Classifier(encoder, linear)"
+            )
+    if check_norm:
+        if model is not None:
+            _NORM_CHECKED.add(model)
+        if flags[-1]:
+            warnings.warn(
+                f"{name} returns rows of unit L2 norm: these look like normalised embeddings (a projection head), "
+                "not logits. Explanations and the masked-image check need images -> logits: pass the encoder + "
+                "linear classifier, e.g. exaug.Classifier(encoder, linear)",
+                UserWarning,
+                stacklevel=3,
+            )
 
 
 def positive_int(name: str, value: Any, allow_none: bool = False) -> int | None:

@@ -141,8 +141,8 @@ def test_bad_inputs():
         loss(f.flatten(1), LABELS, BG)
     with pytest.raises(ValueError, match="labels"):
         loss(f, LABELS[:-1], BG)
-    with pytest.raises(ValueError, match="integer"):
-        loss(f, LABELS.double(), BG)
+    with pytest.raises(ValueError, match="integer"):  # whole-number floats are accepted, as in SupContrast
+        loss(f, LABELS.double() + 0.5, BG)
     with pytest.raises(ValueError, match="background"):
         loss(f, LABELS, BG.long())
     with pytest.raises(ValueError, match="background"):
@@ -157,3 +157,69 @@ def test_bad_inputs():
         ExConBLoss(background_weight=-1.0)
     with pytest.warns(UserWarning, match="L2-normalised"):
         loss(f * 2, LABELS, BG)
+
+
+# -- no_positive semantics and API inputs (issues #11, #12) ------------------------------------------------------
+
+
+def naive_exconb_zero(features, labels, background, temperature=0.07):
+    """SupContrast's convention on ExConB: every non-background anchor counts; one without a positive is 0."""
+    n, v, _ = features.shape
+    singles = [i for i in range(n) if not background[i]]
+    excluded = naive_exconb(features, labels, background, temperature)
+    # Anchors with a positive: the "exclude" mean times their number, divided by every non-background anchor.
+    y, bg = labels.tolist(), background.tolist()
+    with_pos = sum(v for i in singles if v > 1 or any(y[j] == y[i] and not bg[j] for j in singles if j != i))
+    return excluded * with_pos / (len(singles) * v)
+
+
+@pytest.mark.parametrize("n_views", [1, 2])
+def test_no_positive_zero_matches_supcontrast_convention(n_views):
+    f = make(v=n_views, seed=21)
+    labels = torch.tensor([0, 1, 0, 2, 3, 0, 2])  # label 3 is a singleton; with one view row 4 has no positive
+    bg = torch.tensor([False, False, True, False, False, True, False])  # row 1 (label 1) has no partner either
+    zero = ExConBLoss()(f, labels, bg)
+    assert zero.item() == pytest.approx(naive_exconb_zero(f, labels, bg), abs=1e-9)
+    exclude = ExConBLoss(no_positive="exclude")(f, labels, bg)
+    assert exclude.item() == pytest.approx(naive_exconb(f, labels, bg), abs=1e-9)
+    if n_views == 1:
+        assert abs(zero.item() - exclude.item()) > 1e-3
+
+
+@pytest.mark.parametrize("no_positive", ["zero", "exclude"])
+def test_without_background_equals_supcon_for_both_conventions(no_positive):
+    f = make(v=1, seed=22)
+    labels = torch.tensor([0, 1, 0, 2, 3, 0, 2])
+    none = torch.zeros(7, dtype=torch.bool)
+    a = ExConBLoss(no_positive=no_positive)(f, labels, none)
+    b = SupConLoss(no_positive=no_positive)(f, labels=labels)
+    assert a.item() == pytest.approx(b.item(), abs=1e-12)
+
+
+def test_features_that_require_grad_and_empty_batches_backpropagate():
+    f = make(seed=23).requires_grad_()
+    ExConBLoss()(f, LABELS, BG).backward()
+    assert torch.isfinite(f.grad).all() and f.grad.abs().sum() > 0
+    empty = torch.zeros(0, 2, 5, requires_grad=True)
+    loss = ExConBLoss()(empty, torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.bool))
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.equal(empty.grad, torch.zeros_like(empty))
+
+
+def test_all_background_is_a_connected_zero():
+    f = make(seed=24).requires_grad_()
+    loss = ExConBLoss()(f, LABELS, torch.ones(7, dtype=torch.bool))
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.equal(f.grad, torch.zeros_like(f))
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"background_weight": math.inf}, "background_weight"), ({"background_weight": math.nan}, "background_weight"),
+    ({"temperature": math.inf}, "temperature"), ({"temperature": 0.0}, "temperature"),
+    ({"no_positive": "nan"}, "no_positive"),
+])
+def test_bad_options_name_the_argument(kwargs, name):
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        ExConBLoss(**kwargs)

@@ -89,7 +89,7 @@ def test_checks_name_the_argument():
     with pytest.raises(ValueError, match=r"`labels` must have shape \(batch,\) = \(2,\)"):
         check_labels(torch.zeros(3, dtype=torch.long), 2, torch.device("cpu"))
     with pytest.raises(ValueError, match="`labels` must be an integer tensor"):
-        check_labels(torch.zeros(2), 2, torch.device("cpu"))
+        check_labels(torch.zeros(2) + 0.5, 2, torch.device("cpu"))  # whole-number floats are accepted (SupContrast)
     assert check_labels(torch.tensor([1, 2], dtype=torch.int32), 2, torch.device("cpu")).dtype == torch.int32
     for t, base_t in ((0.0, 0.07), (0.1, -1.0), (math.nan, 0.07)):
         with pytest.raises(ValueError, match="temperatures must be > 0"):

@@ -10,9 +10,12 @@ import torch.nn.functional as F
 from exaug.losses import SupConLoss
 
 
-def naive_supcon(features, pos, temperature=0.07, base_temperature=0.07, anchor_views=None):
-    """Per-anchor loop: L_i = -1/|P(i)| sum_p log(exp(s_ip) / sum_{a != i} exp(s_ia)), mean over anchors with P(i).
+def naive_supcon(features, pos, temperature=0.07, base_temperature=0.07, anchor_views=None, no_positive="zero"):
+    """Per-anchor loop: L_i = -1/|P(i)| sum_p log(exp(s_ip) / sum_{a != i} exp(s_ia)).
 
+    ``no_positive="exclude"``: mean over anchors with P(i) (pytorch-metric-learning). ``"zero"``: SupContrast's
+    current ``losses.py`` (NOTES §3/§10): ``mask_pos_pairs`` of 0 is replaced by 1, so an anchor without a positive
+    is a 0 term, and ``loss.view(anchor_count, batch_size).mean()`` divides by every anchor.
     ``pos[i][j]`` is the weight of sample j as a positive of sample i (bool or float, as SupContrast's mask).
     """
     n, v, _ = features.shape
@@ -27,7 +30,9 @@ def naive_supcon(features, pos, temperature=0.07, base_temperature=0.07, anchor_
             denom = sum(math.exp(sim[e]) for e in others)
             total_w = sum(float(pos[i][j]) for _, j in others)
             if total_w == 0:
-                continue  # no positive: contributes nothing, not counted in the mean
+                if no_positive == "zero":
+                    losses.append(0.0)  # SupContrast: a zero term, counted in the mean
+                continue  # "exclude": contributes nothing, not counted in the mean
             s = sum(float(pos[i][j]) * math.log(math.exp(sim[(vv, j)]) / denom) for vv, j in others)
             losses.append(-(temperature / base_temperature) * s / total_w)
     return sum(losses) / len(losses) if losses else 0.0
@@ -83,8 +88,8 @@ def test_anchor_without_positive_is_excluded_and_finite():
     # One view: samples 3 and 4 have unique labels, so their anchors have no positive at all.
     f = make(v=1, seed=6).requires_grad_()
     labels = torch.tensor([0, 0, 1, 2, 3, 1])
-    loss = SupConLoss()(f, labels=labels)
-    assert loss.item() == pytest.approx(naive_supcon(f.detach(), same_label(labels)), abs=1e-6)
+    loss = SupConLoss(no_positive="exclude")(f, labels=labels)
+    assert loss.item() == pytest.approx(naive_supcon(f.detach(), same_label(labels), no_positive="exclude"), abs=1e-6)
     loss.backward()
     assert torch.isfinite(f.grad).all()
 
@@ -116,8 +121,8 @@ def test_bad_inputs():
         loss(f[:, 0])
     with pytest.raises(ValueError, match="labels"):
         loss(f, labels=LABELS[:4])
-    with pytest.raises(ValueError, match="integer"):
-        loss(f, labels=LABELS.float())
+    with pytest.raises(ValueError, match="integer"):  # whole-number floats are accepted, as in SupContrast
+        loss(f, labels=LABELS.float() + 0.5)
     with pytest.raises(ValueError, match="not both"):
         loss(f, labels=LABELS, mask=torch.eye(6))
     with pytest.raises(ValueError, match="mask"):
@@ -142,3 +147,86 @@ def test_unnormalised_warns_once_and_can_be_disabled():
         loss(f, labels=LABELS)  # already warned by this module
         SupConLoss(check_inputs=False)(f, labels=LABELS)
         SupConLoss()(make(), labels=LABELS)  # normalised: silent
+
+
+# -- SupContrast drop-in: anchors without a positive, label forms (issue #12) ------------------------------------
+
+
+@pytest.mark.parametrize("n_views, contrast_mode", [(1, "all"), (2, "one"), (3, "all")])
+def test_default_counts_anchors_without_positive_as_zero_terms_like_supcontrast(n_views, contrast_mode):
+    f = make(v=n_views, seed=11).requires_grad_()
+    labels = torch.tensor([0, 0, 1, 2, 3, 1])  # 2 and 3 are singletons
+    anchor_views = 1 if contrast_mode == "one" else None
+    loss = SupConLoss(contrast_mode=contrast_mode)(f, labels=labels)
+    expected = naive_supcon(f.detach(), same_label(labels), anchor_views=anchor_views, no_positive="zero")
+    assert loss.item() == pytest.approx(expected, abs=1e-9)
+    loss.backward()
+    assert torch.isfinite(f.grad).all()
+
+
+def test_zero_and_exclude_differ_by_the_share_of_anchors_with_a_positive():
+    # One view, labels [0, 0, 1, 2]: 2 of 4 anchors have a positive, so SupContrast's mean is half of the other.
+    f = make(n=4, v=1, seed=12)
+    labels = torch.tensor([0, 0, 1, 2])
+    zero = SupConLoss()(f, labels=labels)
+    exclude = SupConLoss(no_positive="exclude")(f, labels=labels)
+    assert zero.item() == pytest.approx(exclude.item() / 2, abs=1e-12) and exclude.item() > 0
+
+
+@pytest.mark.parametrize("no_positive", ["zero", "exclude"])
+def test_custom_mask_with_empty_rows_matches_naive(no_positive):
+    f = make(seed=13)
+    mask = torch.zeros(6, 6)
+    mask[0, 3] = mask[3, 0] = mask[1, 4] = 1.0  # anchors of 2 and 5 only have their own other view
+    mask[2, 2] = 0.0
+    loss = SupConLoss(no_positive=no_positive)(f, mask=mask)
+    assert loss.item() == pytest.approx(naive_supcon(f, mask.tolist(), no_positive=no_positive), abs=1e-9)
+
+
+def test_float_and_column_labels_are_accepted_like_supcontrast():
+    f = make(seed=14)
+    reference = SupConLoss()(f, labels=LABELS)
+    for labels in (LABELS.double(), LABELS.float().view(-1, 1), LABELS.view(-1, 1), LABELS.to(torch.int32)):
+        assert torch.equal(SupConLoss()(f, labels=labels), reference)
+
+
+@pytest.mark.parametrize("bad", [torch.tensor([0.0, 1.5, 0, 2, 1, 0]), torch.tensor([0.0, math.nan, 0, 2, 1, 0])])
+def test_float_labels_must_be_whole_numbers(bad):
+    with pytest.raises(ValueError, match="`labels` .* whole numbers"):
+        SupConLoss()(make(), labels=bad)
+
+
+def test_bool_labels_and_wrong_label_shapes_are_rejected():
+    with pytest.raises(ValueError, match="`labels` must be an integer tensor"):
+        SupConLoss()(make(), labels=LABELS.bool())
+    with pytest.raises(ValueError, match=r"`labels` must have shape \(batch,\)"):
+        SupConLoss()(make(), labels=LABELS.view(2, 3))
+
+
+@pytest.mark.parametrize("mode", ["zero", "exclude"])
+def test_empty_batch_is_a_zero_that_backpropagates(mode):
+    f = torch.zeros(0, 2, 5, requires_grad=True)
+    for loss in (SupConLoss(no_positive=mode)(f, labels=torch.zeros(0, dtype=torch.long)), SupConLoss()(f)):
+        assert loss.item() == 0.0 and not torch.isnan(loss)
+        loss.backward()
+    assert f.grad is not None and f.grad.shape == f.shape
+
+
+@pytest.mark.parametrize("value", [-1.0, math.nan, math.inf])
+def test_bad_mask_values_are_clear_errors(value):
+    mask = torch.eye(6)
+    mask[0, 1] = value
+    with pytest.raises(ValueError, match="`mask` must hold finite weights >= 0"):
+        SupConLoss()(make(), mask=mask)
+    with pytest.raises(ValueError, match="`mask` must hold finite weights >= 0"):
+        SupConLoss()(make(), mask=torch.full((6, 6), -1))
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"temperature": math.inf}, "temperature"), ({"temperature": -0.1}, "temperature"),
+    ({"temperature": 0.0}, "temperature"), ({"base_temperature": math.inf}, "base_temperature"),
+    ({"base_temperature": math.nan}, "base_temperature"), ({"no_positive": "drop"}, "no_positive"),
+])
+def test_bad_options_name_the_argument(kwargs, name):
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        SupConLoss(**kwargs)
