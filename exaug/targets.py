@@ -23,7 +23,7 @@ They are computed once, in batches, under ``no_grad`` with the encoder isolated 
 :meth:`SimilarityTarget.refresh` recomputes them after the encoder changed (e.g. during training).
 
 Randomness: the targets themselves are deterministic; :func:`sample_foil` and :func:`sample_corpus` draw from a
-private generator seeded with their ``seed`` and leave the global RNGs alone. Stochastic explainers run on such a
+private generator seeded with their ``seed`` and leave the global RNGs alone. Stochastic explainers used on such a
 target (``rise``, ``gradient_shap``, ``smoothgrad``) take their own ``seed`` / ``generator`` (``docs/explainers.md``).
 """
 

@@ -86,7 +86,7 @@ class RandomSource:
         ...     second = torch.rand(2), np.random.rand()
         >>> torch.equal(first[0], second[0]) and first[1] == second[1]
         True
-        >>> torch.equal(before[0], torch.get_rng_state()) and (before[1] == np.random.get_state()[1]).all()
+        >>> torch.equal(before[0], torch.get_rng_state()) and bool((before[1] == np.random.get_state()[1]).all())
         True
         >>> before[2] == random.getstate()
         True
