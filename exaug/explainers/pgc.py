@@ -253,7 +253,8 @@ _METHODS: tuple[_Method, ...] = (
             "pytorch-grad-cam ShapleyCAM: gradient and Hessian-vector product weights (double backward)",
             base=_FrozenSafeShapley),
     _Method("pgc.randomcam", "PGCRandomCAM", "RandomCAM",
-            "pytorch-grad-cam's control: uniform random channel weights in ``[-1, 1]`` (numpy's RNG, on a fork seeded by ``seed`` / ``generator``).",
+            "pytorch-grad-cam's control: uniform random channel weights in ``[-1, 1]`` (numpy's RNG, on a fork "
+            "seeded by ``seed`` / ``generator``).",
             "pytorch-grad-cam RandomCAM: random channel weights (control; seed / generator)", stochastic=True),
     _Method("pgc.scorecam", "PGCScoreCAM", "ScoreCAM",
             "Score-CAM (Wang et al. 2020): channel weights = softmax of the target scores of the image masked by "

@@ -44,9 +44,8 @@ def global_rng_states():
 
 def assert_same_rng_states(before, after) -> None:
     assert torch.equal(before[0], after[0]), "torch's global RNG moved"
-    assert before[1][0] == after[1][0] and np.array_equal(before[1][1], after[1][1]) and before[1][2:] == after[1][2:], (
-        "numpy's global RNG moved"
-    )
+    same_numpy = before[1][0] == after[1][0] and np.array_equal(before[1][1], after[1][1])
+    assert same_numpy and before[1][2:] == after[1][2:], "numpy's global RNG moved"
     assert before[2] == after[2], "Python's global RNG moved"
 
 
@@ -106,7 +105,8 @@ def test_errors_before_any_forward_keep_their_own_message(make_tiny_resnet):
 def test_non_finite_images_are_refused_by_every_backend(name, bad, tiny_resnet):
     x = images()
     x[2, 1, 4, 5] = bad
-    with pytest.raises(ValueError, match=r"images must be finite, but 1 sample\(s\) hold NaN or Inf values \(indices 2\)"):
+    message = r"images must be finite, but 1 sample\(s\) hold NaN or Inf values \(indices 2\)"
+    with pytest.raises(ValueError, match=message):
         make(name, tiny_resnet)(x, TARGETS)
 
 
@@ -237,7 +237,8 @@ def test_rise_masks_come_from_the_generator(tiny_resnet):
     plans = [plan_masks(16, (16, 16), 4, 0.5, generator=replay) for _ in range(2)]
     first, second = explainer(images(), TARGETS), explainer(images(), TARGETS)
     assert not torch.equal(first, second)
-    assert torch.equal(plans[0].grids, plan_masks(16, (16, 16), 4, 0.5, generator=torch.Generator().manual_seed(9)).grids)
+    fresh = plan_masks(16, (16, 16), 4, 0.5, generator=torch.Generator().manual_seed(9))
+    assert torch.equal(plans[0].grids, fresh.grids)
     assert not torch.equal(plans[0].grids, plans[1].grids)
     # The same generator state gives the same map (the masks are all that is random).
     again = exaug.create_explainer("rise", tiny_resnet, n_masks=16, grid=4, generator=torch.Generator().manual_seed(9))
@@ -256,7 +257,8 @@ def test_pgc_randomcam_seed_equals_pgc_under_that_seed(tiny_resnet):
     seed_all(7)
     model = copy.deepcopy(tiny_resnet)
     cam = RandomCAM(model, [model.layer2])
-    reference = torch.from_numpy(cam(x.clone().requires_grad_(True), [ClassifierOutputTarget(t) for t in TARGETS.tolist()]))
+    pgc_targets = [ClassifierOutputTarget(t) for t in TARGETS.tolist()]
+    reference = torch.from_numpy(cam(x.clone().requires_grad_(True), pgc_targets))
     cam.activations_and_grads.release()
     torch.testing.assert_close(ours, normalize_saliency(reference.unsqueeze(1).float())[0])
 
