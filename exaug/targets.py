@@ -21,6 +21,10 @@ With cosine similarity the COCOA target is ``gamma(x) = mean_c cos(f(x), f(c)) -
 = f(x)/|f(x)| . (mu_C - mu_F)``, where ``mu`` are the means of the *normalised* corpus and foil representations.
 They are computed once, in batches, under ``no_grad`` with the encoder isolated (eval mode, its state untouched);
 :meth:`SimilarityTarget.refresh` recomputes them after the encoder changed (e.g. during training).
+
+Randomness: the targets themselves are deterministic; :func:`sample_foil` and :func:`sample_corpus` draw from a
+private generator seeded with their ``seed`` and leave the global RNGs alone. Stochastic explainers used on such a
+target (``rise``, ``gradient_shap``, ``smoothgrad``) take their own ``seed`` / ``generator`` (``docs/explainers.md``).
 """
 
 from __future__ import annotations
@@ -333,12 +337,21 @@ def sample_foil(dataset: Dataset, n: int = FOIL_SIZE, seed: int = 0, exclude_cla
     Args:
         dataset: map-style dataset of ``(image tensor, label)`` pairs (e.g. ``run.dataset("train")``).
         n: foil size, see :func:`foil_size_bound`.
-        seed: seed of the private generator (the global RNG is not advanced).
+        seed: seed of a private ``torch.Generator`` drawing the order (the same seed gives the same foil; torch's,
+            numpy's and Python's global RNGs are neither read nor advanced).
         exclude_class: skip images of this class (the paper samples from all classes: ``None``).
     """
     return _draw(dataset, n, seed, lambda label: label != exclude_class, "n")
 
 
 def sample_corpus(dataset: Dataset, class_index: int, n: int = CORPUS_SIZE, seed: int = 0) -> Tensor:
-    """COCOA's corpus: ``n`` random images ``(n, C, H, W)`` of class ``class_index`` (default 100)."""
+    """COCOA's corpus: ``n`` random images ``(n, C, H, W)`` of class ``class_index`` (default 100).
+
+    Args:
+        dataset: map-style dataset of ``(image tensor, label)`` pairs.
+        class_index: the class of interest.
+        n: corpus size (COCOA: :data:`CORPUS_SIZE`).
+        seed: seed of a private ``torch.Generator`` drawing the order (the same seed gives the same corpus; torch's,
+            numpy's and Python's global RNGs are neither read nor advanced).
+    """
     return _draw(dataset, n, seed, lambda label: label == class_index, "n")

@@ -9,6 +9,7 @@ resolves targets, isolates the model (see :mod:`exaug.utils.isolation`), reduces
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 from typing import Any
 
@@ -21,6 +22,7 @@ from .layers import (
     ReshapeTransform,
     check_layout,
     find_default_cam_layer,
+    layer_called,
     resolve_layer,
     to_feature_map,
     unwrap_model,
@@ -30,6 +32,7 @@ from .layers import (
 __all__ = [
     "Explainer",
     "Explanation",
+    "check_finite_images",
     "normalize_saliency",
     "resolve_targets",
     "resolve_layer",
@@ -92,6 +95,23 @@ def normalize_saliency(raw: Tensor, eps: float = FLAT_RELATIVE_EPS) -> tuple[Ten
     # Flat samples are scaled by 0; non-finite entries (0 * inf, NaN) are then zeroed.
     normed = ((values - offset) * scale).nan_to_num_(0.0, 0.0, 0.0).clamp_(0.0, 1.0)
     return normed.view_as(raw), flat.squeeze(1)
+
+
+def check_finite_images(images: Tensor, name: str = "images") -> Tensor:
+    """Raise a ``ValueError`` naming ``name`` if the batch holds NaN or Inf values; return it unchanged.
+
+    Costs one reduction and one host sync (``torch.isfinite(images).all()``); the offending samples are only
+    counted on the error path. A non-finite pixel would otherwise reach the model and give NaN logits, NaN
+    gradients and a silently flat (all-zero) map, or an error deep inside a library.
+
+    Shape:
+        ``images``: any ``(B, ...)``.
+    """
+    if not bool(torch.isfinite(images).all()):
+        bad = (~torch.isfinite(images)).flatten(1).any(dim=1).nonzero().flatten().tolist()
+        shown = ", ".join(map(str, bad[:8])) + (", ..." if len(bad) > 8 else "")
+        raise ValueError(f"{name} must be finite, but {len(bad)} sample(s) hold NaN or Inf values (indices {shown})")
+    return images
 
 
 def _bilinear_matrix(n_in: int, n_out: int, device: torch.device, dtype: torch.dtype) -> Tensor:
@@ -206,16 +226,34 @@ class Explainer(abc.ABC):
 
         Returns:
             :class:`Explanation` with ``saliency`` ``(B, 1, H, W)``.
+
+        Raises:
+            ValueError: ``images`` hold NaN or Inf (checked with one host sync, :func:`check_finite_images`), bad
+                ``targets``, or a ``target_layer`` that the forward never runs.
+
+        Works under ``torch.no_grad()`` and ``torch.inference_mode()``: the backend's own computation leaves
+        inference mode with gradients enabled (inference tensors are copied first, as autograd cannot save them);
+        what the caller gets back are ordinary detached tensors.
         """
         check_images(images)
+        check_finite_images(images)
         targets = resolve_targets(targets, images.shape[0], None, images.device)
+        with torch.inference_mode(False), torch.enable_grad():
+            if images.is_inference():
+                images = images.clone()
+            if targets is not None and targets.is_inference():
+                targets = targets.clone()
+            return self._explain(images, targets)
+
+    def _explain(self, images: Tensor, targets: Tensor | None) -> Explanation:
+        """:meth:`explain` after validation, outside inference mode."""
         if self.uses_layer and self.layer is None:
             name = find_default_cam_layer(self.model, images, self.reshape_transform, self.layout)
             self.layer_name, self.layer = resolve_layer(self.model, name)
             self._layer_chosen_automatically = True
         # Outer callers may hold an autograd graph or run under no_grad; neither may leak in or out.
         images = images.detach()
-        with isolated(self.model), unwrapped_children(self.model):
+        with isolated(self.model), unwrapped_children(self.model), self._layer_must_run():
             raw, logits, targets = self._attribute(images, targets)
         if logits is not None and self.explains_logits:  # every backend; warns once per model on embeddings
             check_model_output(logits, images.shape[0], model=self.model)
@@ -235,6 +273,12 @@ class Explainer(abc.ABC):
             flat=flat,
             raw=native,
         )
+
+    def _layer_must_run(self) -> Any:
+        """A clear ``ValueError`` naming the layer if a layer backend's target layer never runs in the forward."""
+        if self.layer is None:
+            return contextlib.nullcontext()
+        return layer_called(self.model, self.layer, self.layer_name or type(self.layer).__name__)
 
     # -- for subclasses ---------------------------------------------------------------------------------------
     def feature_map(self, output: Tensor, image_size: tuple[int, int]) -> Tensor:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import Explainer, targets_or_predicted
-from .layers import ReshapeTransform, to_feature_map
+from .layers import ReshapeTransform, layer_not_called_error, to_feature_map
 from .registry import register_explainer
 
 # __all__ (the machinery, the template and one class per row of the table) is set at the end of the module.
@@ -102,7 +102,7 @@ def layer_activation_and_gradient(
         torch.set_grad_enabled(grad_mode)
         handle.remove()
     if "activation" not in store:
-        raise RuntimeError("the CAM target layer was not called during the forward pass")
+        raise layer_not_called_error(next((n for n, m in model.named_modules() if m is layer), "?"), layer)
     output = store["activation"]
     size = (images.shape[-2], images.shape[-1])
     activation = to_feature_map(output, reshape_transform, layout=layout, image_size=size)

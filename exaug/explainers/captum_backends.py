@@ -20,7 +20,13 @@ from torch import Tensor, nn
 
 from ..utils.checks import non_negative_float, positive_int
 from ..utils.images import BASELINES, check_baseline, make_baseline
-from .captum_base import CHANNEL_REDUCTIONS, CaptumExplainer, CaptumPixelExplainer, reduce_channels
+from .captum_base import (
+    CHANNEL_REDUCTIONS,
+    CaptumExplainer,
+    CaptumPixelExplainer,
+    CaptumSampledExplainer,
+    reduce_channels,
+)
 from .registry import register_explainer
 
 __all__ = [
@@ -31,6 +37,7 @@ __all__ = [
     "make_baseline",
     "CaptumExplainer",
     "CaptumPixelExplainer",
+    "CaptumSampledExplainer",
     # The backends.
     "IntegratedGradientsExplainer",
     "SmoothGradExplainer",
@@ -94,7 +101,7 @@ class IntegratedGradientsExplainer(CaptumPixelExplainer):
 
 
 @register_explainer("smoothgrad")
-class SmoothGradExplainer(CaptumPixelExplainer):
+class SmoothGradExplainer(CaptumSampledExplainer):
     """SmoothGrad (Smilkov et al. 2017): ``captum.attr.NoiseTunnel`` over ``Saliency`` with signed gradients.
 
     The signed gradients of the noisy copies are averaged (the paper's definition); the channel reduction then
@@ -107,9 +114,13 @@ class SmoothGradExplainer(CaptumPixelExplainer):
         noise_level: noise standard deviation as a fraction of the batch's value range ``max(x) - min(x)`` (the
             paper's 10-20 %). Captum's ``stdevs`` are absolute input units, so this is converted per call.
         stdevs: absolute standard deviation in input units; when given, ``noise_level`` is ignored.
+        seed: seed of every call's noise (same images, same map).
+        generator: ``torch.Generator`` each call draws its noise seed from (exclusive with ``seed``).
         channel_reduction: see :func:`reduce_channels`.
 
-    Noise comes from torch's global RNG (Captum takes no generator): seed it for reproducible maps.
+    Randomness: Captum draws the noise from torch's global RNG; it runs on a fork seeded from ``seed`` /
+    ``generator`` (or, with neither, the caller's state as it is), and the caller's RNG states are left unchanged
+    (see :class:`~exaug.explainers.captum_base.CaptumSampledExplainer`).
     """
 
     description = "SmoothGrad (Captum NoiseTunnel over Saliency); nt_samples=8, noise_level=0.15 of the value range"
@@ -122,9 +133,11 @@ class SmoothGradExplainer(CaptumPixelExplainer):
         nt_samples_batch_size: int | None = None,
         noise_level: float = 0.15,
         stdevs: float | None = None,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
         channel_reduction: str = "abs_sum",
     ) -> None:
-        super().__init__(model, channel_reduction=channel_reduction)
+        super().__init__(model, seed=seed, generator=generator, channel_reduction=channel_reduction)
         self.nt_samples = positive_int("nt_samples", nt_samples)
         self.nt_samples_batch_size = positive_int("nt_samples_batch_size", nt_samples_batch_size, allow_none=True)
         self.noise_level = non_negative_float("noise_level", noise_level)
@@ -155,7 +168,7 @@ class SmoothGradExplainer(CaptumPixelExplainer):
 
 
 @register_explainer("gradient_shap")
-class GradientShapExplainer(CaptumPixelExplainer):
+class GradientShapExplainer(CaptumSampledExplainer):
     """GradientSHAP (Lundberg & Lee 2017) as in ``captum.attr.GradientShap``.
 
     Each of the ``n_samples`` draws takes a baseline ``b``, a point ``b + u (x + noise - b)`` with
@@ -176,9 +189,13 @@ class GradientShapExplainer(CaptumPixelExplainer):
 
             Captum's ``GradientShap`` only draws from a shared distribution, so the per-sample baselines run
             its building blocks (``NoiseTunnel`` over ``InputBaselineXGradient``) directly, in one batched call.
+        seed: seed of every call's draws (same images, same map).
+        generator: ``torch.Generator`` each call draws its seed from (exclusive with ``seed``).
         channel_reduction: see :func:`reduce_channels`.
 
-    Draws use numpy's and torch's global RNGs (as Captum does): seed both for reproducible maps.
+    Randomness: Captum draws the coefficients and baseline rows from numpy's global RNG and the noise from torch's;
+    both run on a fork seeded from ``seed`` / ``generator`` (or, with neither, the caller's states as they are),
+    and the caller's RNG states are left unchanged.
     """
 
     description = "GradientSHAP (Captum); n_samples=8, baselines zero+blur of each image by default"
@@ -190,9 +207,11 @@ class GradientShapExplainer(CaptumPixelExplainer):
         n_samples: int = 8,
         stdevs: float = 0.0,
         baselines: str | float | Tensor = "zero+blur",
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
         channel_reduction: str = "abs_sum",
     ) -> None:
-        super().__init__(model, channel_reduction=channel_reduction)
+        super().__init__(model, seed=seed, generator=generator, channel_reduction=channel_reduction)
         self.n_samples = positive_int("n_samples", n_samples)
         self.stdevs = non_negative_float("stdevs", stdevs)
         self.baselines = check_baseline(baselines, "baselines", extra=("zero+blur",))

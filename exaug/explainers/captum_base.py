@@ -8,6 +8,10 @@ runs all of it inside :func:`exaug.utils.isolation.isolated`, which matters here
 to eval, so without it BatchNorm running statistics would drift and dropout would be on.
 
 Pixel attributions ``(B, C, H, W)`` are reduced to one map ``(B, 1, H, W)`` by :func:`reduce_channels`.
+
+Sampling methods (:class:`CaptumSampledExplainer`) run Captum on a fork of the global RNGs seeded from their own
+``seed`` / ``generator`` (see :mod:`exaug.explainers.randomness`): Captum draws from torch's and numpy's global RNGs
+and takes no generator.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ import torch
 from torch import Tensor, nn
 
 from .base import Explainer
+from .randomness import RandomSource
 
-__all__ = ["CHANNEL_REDUCTIONS", "reduce_channels", "CaptumExplainer", "CaptumPixelExplainer"]
+__all__ = ["CHANNEL_REDUCTIONS", "reduce_channels", "CaptumExplainer", "CaptumPixelExplainer", "CaptumSampledExplainer"]
 
 #: Ways to turn ``(B, C, H, W)`` pixel attributions into one map per image, see :func:`reduce_channels`.
 CHANNEL_REDUCTIONS: tuple[str, ...] = ("abs_sum", "sum", "positive_sum", "l2")
@@ -103,3 +108,38 @@ class CaptumPixelExplainer(CaptumExplainer):
 
     def extra_repr(self) -> str:
         return f"channel_reduction={self.channel_reduction!r}"
+
+
+class CaptumSampledExplainer(CaptumPixelExplainer):
+    """Captum methods that draw random numbers (``NoiseTunnel``, ``GradientShap``): the Captum call runs on a fork of
+    the global RNGs seeded from ``seed`` / ``generator``, and the caller's RNG states are restored afterwards.
+
+    Args:
+        model: maps images to logits.
+        seed: every call uses this seed (the same images always get the same map).
+        generator: each call draws its seed from this ``torch.Generator`` (a reproducible stream of maps).
+            With neither, Captum sees the global RNGs as the caller left them (``torch.manual_seed`` /
+            ``np.random.seed`` make the maps reproducible), and they are not advanced.
+        channel_reduction: see :func:`reduce_channels`.
+
+    :meth:`attributions` (the raw Captum call, for tests) does not fork: only :meth:`explain` does.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        channel_reduction: str = "abs_sum",
+    ) -> None:
+        super().__init__(model, channel_reduction=channel_reduction)
+        self.random = RandomSource(seed, generator)
+
+    def _captum_map(self, inputs: Tensor, targets: Tensor) -> Tensor:
+        with self.random.global_rngs(inputs.device):
+            return super()._captum_map(inputs, targets)
+
+    def extra_repr(self) -> str:
+        source = "" if self.random.seed is None and self.random.generator is None else f"{self.random!r}, "
+        return source + super().extra_repr()

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from .base import Explainer
 from .cam import GradCAM, gradcam_map, layer_activation_and_gradient
 from .layers import ReshapeTransform
+from .randomness import check_generator, check_seed
 from .registry import register_explainer
 
 __all__ = ["GradCAM", "grad_cam", "RandomSaliency"]
@@ -69,33 +70,49 @@ def grad_cam(
 class RandomSaliency(Explainer):
     """Uniform random saliency: the control baseline for explanation metrics and augmentation ablations.
 
+    The maps come from a private stream, never from (nor advancing) the global RNG.
+
     Args:
         model: maps images to logits (used only to resolve ``targets=None``).
         grid: side of the coarse random grid that is upsampled bilinearly (``None``: one value per pixel).
-        seed: seed of a private generator, so maps are reproducible without touching the global RNG.
+        seed: seed of the private generator (on the images' device), which then advances from call to call.
+            ``None``: seeded with ``torch.initial_seed()`` on the first call, so ``torch.manual_seed`` still makes
+            runs reproducible.
+        generator: ``torch.Generator`` to draw from instead (any device; exclusive with ``seed``).
     """
 
     description = "random saliency (uniform noise, optionally on a coarse grid): a control baseline"
 
-    def __init__(self, model: nn.Module, *, grid: int | None = None, seed: int | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, *, grid: int | None = None, seed: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__(model)
         if grid is not None and grid < 1:
             raise ValueError(f"grid must be a positive int or None, got {grid}")
         self.grid = grid
-        self.seed = seed
+        self.seed = check_seed(seed)
+        self.generator = check_generator(generator)
+        if self.seed is not None and self.generator is not None:
+            raise ValueError("give either seed or generator, not both")
         self._generator: torch.Generator | None = None
+
+    def _private_generator(self, device: torch.device) -> torch.Generator:
+        if self.generator is not None:
+            return self.generator
+        if self._generator is None or self._generator.device != device:
+            seed = self.seed if self.seed is not None else torch.initial_seed()
+            self._generator = torch.Generator(device=device).manual_seed(seed)
+        return self._generator
 
     def _attribute(self, images: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor]:
         logits, targets = self._forward_logits(images, targets)
         b, _, h, w = images.shape
         size = (self.grid, self.grid) if self.grid else (h, w)
-        if self.seed is not None:
-            if self._generator is None or self._generator.device != images.device:
-                self._generator = torch.Generator(device=images.device).manual_seed(self.seed)
-            raw = torch.rand((b, 1, *size), generator=self._generator, device=images.device)
-        else:
-            raw = torch.rand((b, 1, *size), device=images.device)
+        generator = self._private_generator(images.device)
+        raw = torch.rand((b, 1, *size), generator=generator, device=generator.device).to(images.device)
         return raw, logits, targets
 
     def extra_repr(self) -> str:
-        return f"grid={self.grid}, seed={self.seed}"
+        source = "generator" if self.generator is not None else f"seed={self.seed}"
+        return f"grid={self.grid}, {source}"

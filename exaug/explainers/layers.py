@@ -42,6 +42,8 @@ __all__ = [
     "unwrap_model",
     "unwrapped_children",
     "module_tree_restored",
+    "layer_called",
+    "layer_not_called_error",
     "layer_paths",
     "resolve_layer",
     "find_default_cam_layer",
@@ -214,6 +216,45 @@ def unwrapped_children(model: nn.Module) -> Iterator[nn.Module]:
                 if child is not None and _inner(child) is not None:
                     parent._modules[name] = unwrap_model(child)
         yield model
+
+
+def layer_not_called_error(name: str, layer: nn.Module) -> ValueError:
+    """The error for a target layer that the model's forward never runs (defined but unused, or skipped)."""
+    return ValueError(
+        f"target_layer {name!r} ({type(layer).__name__}) was not called during the model's forward pass, so it has no "
+        "activation to explain: choose a layer the forward runs (see exaug.explainers.find_default_cam_layer)"
+    )
+
+
+@contextlib.contextmanager
+def layer_called(model: nn.Module, layer: nn.Module, name: str) -> Iterator[None]:
+    """Require that ``layer`` runs whenever ``model`` runs inside the block, else raise :func:`layer_not_called_error`.
+
+    Libraries fail in their own ways on a layer that never runs (an empty activation list, an ``IndexError``, a
+    missing gradient): an error raised in the block after the model ran but not the layer is replaced by the clear
+    one (the original is chained); errors raised before any forward pass propagate unchanged. The counting hooks are
+    removed on exit.
+    """
+    calls = {"model": 0, "layer": 0}
+
+    def counter(key: str) -> Callable[..., None]:
+        def count(module: nn.Module, inputs: Any, output: Any) -> None:
+            calls[key] += 1
+
+        return count
+
+    handles = [model.register_forward_hook(counter("model")), layer.register_forward_hook(counter("layer"))]
+    try:
+        yield
+    except Exception as error:
+        if calls["model"] and not calls["layer"]:
+            raise layer_not_called_error(name, layer) from error
+        raise
+    finally:
+        for handle in handles:
+            handle.remove()
+    if calls["model"] and not calls["layer"]:
+        raise layer_not_called_error(name, layer)
 
 
 def layer_paths(model: nn.Module) -> dict[str, nn.Module]:

@@ -3,17 +3,9 @@
 These are reference implementations: per-sample Python targets, activations copied to numpy, per-image OpenCV
 resizing, a full backward for the gradient methods. Use the native ``gradcam`` inside training loops.
 
-pytorch-grad-cam has side effects that must not reach the caller, and each is handled here or in the base class:
-
-* its constructor calls ``model.eval()`` and never restores the mode; every call runs ``model.zero_grad()`` and
-  a full ``backward()``: the base class runs :meth:`Explainer._attribute` inside
-  :func:`exaug.utils.isolation.isolated`, which restores training flags and ``.grad`` tensors;
-* its forward hooks stay registered until ``release()`` (or a ``with`` exit, which also *swallows* an
-  ``IndexError``): the CAM object is built per call and released in ``finally``, without ``with``;
-* AblationCAM swaps the target layer for an ``AblationLayer`` and puts it back only on success, and its default
-  ``AblationLayer`` is one instance shared by every AblationCAM that keeps the last batch alive: the module tree is
-  restored in ``finally`` and every call gets a fresh ``AblationLayer``;
-* ScoreCAM and AblationCAM print tqdm progress bars per image: silenced for the duration of the call.
+pytorch-grad-cam's side effects, and how each is kept from the caller, are listed in
+:mod:`exaug.explainers.pgc_base` (where the shared wrapper :class:`PGCExplainer` lives) and in the override classes
+below.
 
 The backends differ only in their row of ``_METHODS`` (registry name, pgc class, description, constructor options)
 and, for methods with a quirk, a small override class named in that row; their classes are generated from it.
@@ -23,143 +15,19 @@ The library is imported lazily (it takes seconds), only when a map is computed.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
-import types
-from typing import Any, Callable, Iterator, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ..utils.checks import positive_int
-from .base import Explainer
-from .layers import module_tree_restored
+from .pgc_base import PGCExplainer
 from .registry import register_explainer
 
 # __all__ (PGCExplainer and one class per row of the table) is set at the end of the module.
-
-
-def _pgc() -> types.ModuleType:
-    import pytorch_grad_cam
-
-    return pytorch_grad_cam
-
-
-def _no_progress_bar(iterable: Any, *args: Any, **kwargs: Any) -> Any:
-    return iterable
-
-
-@contextlib.contextmanager
-def _quiet_progress_bars() -> Iterator[None]:
-    """Silence the per-image tqdm bars of ScoreCAM and AblationCAM (they write to stderr on every call)."""
-    import pytorch_grad_cam.ablation_cam
-    import pytorch_grad_cam.score_cam
-
-    modules = [m for m in (pytorch_grad_cam.score_cam, pytorch_grad_cam.ablation_cam) if hasattr(m, "tqdm")]
-    saved = [m.tqdm for m in modules]
-    quiet = types.SimpleNamespace(tqdm=_no_progress_bar)
-    try:
-        for m in modules:
-            m.tqdm = quiet
-        yield
-    finally:
-        for m, original in zip(modules, saved):
-            m.tqdm = original
-
-
-class PGCExplainer(Explainer):
-    """Shared wrapper of the pytorch-grad-cam methods (not registered itself; subclasses set ``cam_class``).
-
-    Args:
-        model: maps images to logits.
-        target_layer: dotted path or module; default: the last module with a spatial output larger than 1x1.
-        reshape_transform: callable from the layer output to ``(B, C, h, w)`` (pgc's hook); ``None``: token and
-            channels-last layers are read by ``layout`` (see :func:`~exaug.explainers.layers.to_feature_map`).
-        layout: ``"auto"``, ``"nchw"``, ``"nhwc"`` or ``"tokens"``.
-        aug_smooth: pytorch-grad-cam's test-time augmentation (horizontal flip x brightness 0.9 / 1.0 / 1.1, six
-            passes, averaged).
-        eigen_smooth: replace the weighted channel sum by the first principal component of the weighted
-            activations (less noise).
-    """
-
-    uses_layer = True
-    #: Name of the class in ``pytorch_grad_cam``.
-    cam_class: str = ""
-    #: Whether the pgc object's ``__call__`` accepts ``aug_smooth``.
-    supports_aug_smooth: bool = True
-
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        target_layer: str | nn.Module | None = None,
-        reshape_transform: Callable[[Tensor], Tensor] | None = None,
-        layout: str = "auto",
-        aug_smooth: bool = False,
-        eigen_smooth: bool = False,
-    ) -> None:
-        super().__init__(model, target_layer=target_layer, reshape_transform=reshape_transform, layout=layout)
-        if aug_smooth and not self.supports_aug_smooth:
-            raise ValueError(f"{type(self).__name__} does not support aug_smooth")
-        self._image_size: tuple[int, int] | None = None
-        self.aug_smooth = bool(aug_smooth)
-        self.eigen_smooth = bool(eigen_smooth)
-
-    # -- steps that subclasses adapt ------------------------------------------------------------------------
-    def _cam_layers(self) -> list[nn.Module]:
-        assert self.layer is not None
-        return [self.layer]
-
-    def _cam_kwargs(self) -> dict[str, Any]:
-        """Extra constructor arguments of the pgc class."""
-        return {}
-
-    def _pgc_reshape(self, output: Tensor) -> Tensor:
-        """pgc's ``reshape_transform``: the shared reading of the layer output (identity for CNN layers)."""
-        return self.feature_map(output, self._image_size)  # type: ignore[arg-type]  (set by _attribute)
-
-    def _create_cam(self) -> Any:
-        cam_type = getattr(_pgc(), self.cam_class)
-        return cam_type(self.model, self._cam_layers(), reshape_transform=self._pgc_reshape, **self._cam_kwargs())
-
-    def _pgc_targets(self, logits: Tensor, targets: Tensor) -> list[Any]:
-        """One pgc target object per sample (pgc's interface is a Python list)."""
-        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-        return [ClassifierOutputTarget(t) for t in targets.tolist()]
-
-    def _run(self, cam: Any, inputs: Tensor, pgc_targets: list[Any]) -> np.ndarray:
-        return cam(inputs, pgc_targets, aug_smooth=self.aug_smooth, eigen_smooth=self.eigen_smooth)
-
-    # -- the contract ---------------------------------------------------------------------------------------
-    def _attribute(self, images: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor]:
-        logits, targets = self._forward_logits(images, targets)
-        self._image_size = (images.shape[-2], images.shape[-1])
-        pgc_targets = self._pgc_targets(logits, targets)
-        with module_tree_restored(self.model), _quiet_progress_bars():
-            cam = self._create_cam()
-            core = getattr(cam, "base_cam", cam)  # FinerCAM wraps a BaseCAM
-            try:
-                needs_grad = bool(core.uses_gradients or core.compute_input_gradient)
-                with torch.set_grad_enabled(needs_grad):
-                    # A fresh leaf that requires grad: with a frozen model (or a no_grad caller) pgc's gradient hooks
-                    # would otherwise never fire.
-                    inputs = images.detach().requires_grad_(needs_grad)
-                    maps = self._run(cam, inputs, pgc_targets)
-            finally:
-                core.activations_and_grads.release()
-        raw = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32)).to(images.device)
-        return raw, logits, targets
-
-    def extra_repr(self) -> str:
-        parts = []
-        if self.aug_smooth:
-            parts.append("aug_smooth=True")
-        if self.eigen_smooth:
-            parts.append("eigen_smooth=True")
-        return ", ".join(parts)
 
 
 # -- special handling, one small override per quirk ------------------------------------------------------------
@@ -260,7 +128,10 @@ def _shapley_cam_type() -> type:
 
 class _FrozenSafeShapley(PGCExplainer):
     """pgc's version fails on a frozen model whose head after the layer is linear (the gradient has no graph); here
-    the Hessian-vector product is then zero, as it mathematically is."""
+    the Hessian-vector product is then zero, as it mathematically is. pgc converts its raw activations to numpy, so
+    bfloat16 images are refused with a clear error."""
+
+    unsupported_dtypes = (torch.bfloat16,)
 
     def _create_cam(self) -> Any:
         return _shapley_cam_type()(self.model, self._cam_layers(), reshape_transform=self._pgc_reshape)
@@ -268,9 +139,11 @@ class _FrozenSafeShapley(PGCExplainer):
 
 class _AllBiasedLayers(PGCExplainer):
     """It uses every biased layer, never a single target layer, so ``target_layer`` is rejected (``uses_layer`` is
-    False) and no default layer is searched."""
+    False) and no default layer is searched. pgc converts every bias to numpy, so bfloat16 images are refused with
+    a clear error."""
 
     uses_layer = False
+    unsupported_dtypes = (torch.bfloat16,)
 
     def _cam_layers(self) -> list[nn.Module]:
         return []  # FullGrad finds its own layers (and prints a warning if given any)
@@ -330,6 +203,7 @@ class _Method(NamedTuple):
     description: str  # one line for ``exaug explainers``
     base: type = PGCExplainer  # special handling, if any
     options: dict[str, _Option] | None = None  # constructor options of the pgc method
+    stochastic: bool = False  # draws random numbers: takes seed / generator
 
 
 _METHODS: tuple[_Method, ...] = (
@@ -362,7 +236,8 @@ _METHODS: tuple[_Method, ...] = (
             "target.",
             "pytorch-grad-cam KPCA_CAM: kernel PCA of the activations (class-agnostic, scikit-learn)",
             options={"kernel": _Option("sigmoid", None, "scikit-learn ``KernelPCA`` kernel (pgc's default)."),
-                     "gamma": _Option(None, None, "kernel coefficient (``None``: scikit-learn's default).")}),
+                     "gamma": _Option(None, None, "kernel coefficient (``None``: scikit-learn's default).")},
+            stochastic=True),  # ARPACK's random start vector (numpy's RNG) on layers with more than 200 positions
     _Method("pgc.fem", "PGCFEM", "FEM",
             "FEM (Fuad et al. 2020): channels weighted by how often they exceed mean + k std; ignores the target.",
             "pytorch-grad-cam FEM: k-sigma feature explanation (class-agnostic, no gradients)",
@@ -378,8 +253,9 @@ _METHODS: tuple[_Method, ...] = (
             "pytorch-grad-cam ShapleyCAM: gradient and Hessian-vector product weights (double backward)",
             base=_FrozenSafeShapley),
     _Method("pgc.randomcam", "PGCRandomCAM", "RandomCAM",
-            "pytorch-grad-cam's control: uniform random channel weights in ``[-1, 1]`` (numpy's global RNG).",
-            "pytorch-grad-cam RandomCAM: random channel weights (control; numpy global RNG)"),
+            "pytorch-grad-cam's control: uniform random channel weights in ``[-1, 1]`` (numpy's RNG, on a fork "
+            "seeded by ``seed`` / ``generator``).",
+            "pytorch-grad-cam RandomCAM: random channel weights (control; seed / generator)", stochastic=True),
     _Method("pgc.scorecam", "PGCScoreCAM", "ScoreCAM",
             "Score-CAM (Wang et al. 2020): channel weights = softmax of the target scores of the image masked by "
             "each upsampled activation map. No gradients; ``C`` masked copies of each image for a layer with ``C`` "
@@ -431,6 +307,7 @@ def _make_backend(method: _Method) -> type[PGCExplainer]:
         "__doc__": _method_doc(method, base),
         "cam_class": method.cam_class,
         "description": method.description,
+        "stochastic": method.stochastic,
     }
     if method.options:
         attrs["cam_options"] = dict(method.options)

@@ -142,8 +142,14 @@ def create_explainer(
         **options: backend-specific options (see ``docs/explainers.md``).
 
     Raises:
+        TypeError: ``name`` is not a string (use :func:`resolve_explainer` for an instance or a callable).
         ValueError: unknown name (the message lists the valid names and the closest match).
     """
+    if not isinstance(name, str):
+        raise TypeError(
+            f"name must be a registered explainer name (a str, see list_explainers()), got {type(name).__name__}; "
+            "to use an Explainer instance or a callable, pass it to resolve_explainer"
+        )
     factory = _REGISTRY.get(name)
     if target_layer is not None:
         if isinstance(factory, type) and issubclass(factory, Explainer) and not factory.uses_layer:

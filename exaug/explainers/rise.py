@@ -18,14 +18,14 @@ with the masks as weights:
 Masks (RISE): a ``grid x grid`` binary grid with keep probability ``p``, upsampled bilinearly to
 ``(grid + 1) * cell`` with ``cell = ceil(side / grid)``, then cropped at a random shift in ``[0, cell)`` per axis.
 They come from a private generator seeded with ``seed`` on every call (the global RNG is never advanced, and the
-same images always get the same map). The same masks are used for every image of a batch; masked images are
+same images always get the same map), or from the caller's ``generator`` (advanced on every call: a reproducible
+stream of mask sets). The same masks are used for every image of a batch; masked images are
 evaluated ``batch_size`` at a time, so memory is bounded whatever ``n_masks`` and ``B``.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, Callable, NamedTuple
 
 import torch
@@ -35,7 +35,8 @@ from torch import Tensor, nn
 from ..utils.checks import check_images, positive_int, probability
 from ..utils.images import check_baseline, make_baseline
 from ..utils.isolation import isolated
-from .base import Explainer
+from .base import Explainer, check_finite_images
+from .randomness import check_generator, check_seed
 from .registry import register_explainer
 
 __all__ = ["MaskPlan", "plan_masks", "render_masks", "rise_masks", "RISEExplainer", "RELAXExplainer", "RelaxResult"]
@@ -60,19 +61,25 @@ class MaskPlan(NamedTuple):
     size: tuple[int, int]
 
 
-def plan_masks(n_masks: int, size: tuple[int, int], grid: int = 7, p: float = 0.5, seed: int = 0) -> MaskPlan:
-    """Draw the grids and shifts of ``n_masks`` masks from a private generator seeded with ``seed``."""
+def plan_masks(
+    n_masks: int, size: tuple[int, int], grid: int = 7, p: float = 0.5, seed: int = 0,
+    generator: torch.Generator | None = None,
+) -> MaskPlan:
+    """Draw the grids and shifts of ``n_masks`` masks from a private generator seeded with ``seed``, or from
+    ``generator`` (advancing it; ``seed`` is then unused). The global RNGs are never touched."""
     n_masks, grid = positive_int("n_masks", n_masks), positive_int("grid", grid)
     p = probability("p", p)
     h, w = size
     cell = (math.ceil(h / grid), math.ceil(w / grid))
-    generator = torch.Generator().manual_seed(int(seed))
-    grids = (torch.rand(n_masks, 1, grid, grid, generator=generator) < p).float()
+    if check_generator(generator) is None:
+        generator = torch.Generator().manual_seed(int(seed))
+    on = generator.device  # drawn where the generator lives, then kept on the CPU (the plan is small)
+    grids = (torch.rand(n_masks, 1, grid, grid, generator=generator, device=on) < p).float().cpu()
     shifts = torch.stack(
-        [torch.randint(0, cell[0], (n_masks,), generator=generator),
-         torch.randint(0, cell[1], (n_masks,), generator=generator)],
+        [torch.randint(0, cell[0], (n_masks,), generator=generator, device=on),
+         torch.randint(0, cell[1], (n_masks,), generator=generator, device=on)],
         dim=1,
-    )
+    ).cpu()
     return MaskPlan(grids, shifts, cell, (h, w))
 
 
@@ -131,7 +138,9 @@ class _RandomMaskExplainer(Explainer):
         batch_size: masked images per forward pass (memory bound).
         baseline: what masked-out pixels become: ``"zero"`` (RISE's ``x * M``), ``"blur"`` (COCOA), a number or a
             tensor, see :func:`exaug.utils.images.make_baseline`.
-        seed: seed of the private mask generator.
+        seed: seed of the private mask generator, re-seeded on every call (``None``: 0, unless ``generator``).
+        generator: ``torch.Generator`` the masks are drawn from instead, advanced on every call (exclusive with
+            ``seed``).
     """
 
     def __init__(
@@ -143,7 +152,8 @@ class _RandomMaskExplainer(Explainer):
         p: float = 0.5,
         batch_size: int = 512,
         baseline: str | float | Tensor = "zero",
-        seed: int = 0,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(model)
         self.n_masks = positive_int("n_masks", n_masks)
@@ -151,9 +161,11 @@ class _RandomMaskExplainer(Explainer):
         self.p = probability("p", p)
         self.batch_size = positive_int("batch_size", batch_size)
         self.baseline = check_baseline(baseline)
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise ValueError(f"seed must be an int, got {seed!r}")
-        self.seed = int(seed)
+        self.generator = check_generator(generator)
+        seed = check_seed(seed)
+        if seed is not None and self.generator is not None:
+            raise ValueError("give either seed or generator, not both")
+        self.seed = 0 if seed is None and self.generator is None else seed
 
     def _moments(self, images: Tensor, score_fn: _ScoreFn) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Mask-weighted sums of the scores over all masks (float64).
@@ -163,7 +175,7 @@ class _RandomMaskExplainer(Explainer):
             ``weight = sum_i M_i`` ``(1, 1, H, W)``; ``mean`` ``(B,)`` the unweighted mean score.
         """
         b, c, h, w = images.shape
-        plan = plan_masks(self.n_masks, (h, w), self.grid, self.p, self.seed)
+        plan = plan_masks(self.n_masks, (h, w), self.grid, self.p, self.seed or 0, self.generator)
         base = make_baseline(images, self.baseline)
         delta = images - base
         acc = torch.float64
@@ -200,7 +212,7 @@ class _RandomMaskExplainer(Explainer):
         baseline = "tensor" if isinstance(self.baseline, Tensor) else repr(self.baseline)
         return (
             f"n_masks={self.n_masks}, grid={self.grid}, p={self.p}, batch_size={self.batch_size}, "
-            f"baseline={baseline}, seed={self.seed}"
+            f"baseline={baseline}, {'generator' if self.generator is not None else f'seed={self.seed}'}"
         )
 
 
@@ -220,7 +232,8 @@ class RISEExplainer(_RandomMaskExplainer):
             of :mod:`exaug.targets`) or return a single column, else ``"softmax"``.
         normalization: ``"coverage"`` (divide by ``sum_i M_i``, default) or ``"p"`` (divide by ``n_masks * p``,
             the paper's formula); see the module docstring.
-        seed: seed of the private mask generator.
+        seed: seed of the private mask generator, re-seeded on every call (``None``: 0, unless ``generator``).
+        generator: ``torch.Generator`` the masks are drawn from instead, advanced on every call.
     """
 
     description = "RISE random-mask saliency; n_masks=5000, grid=7 (4 for 32px), p=0.5, baseline zero|blur"
@@ -236,9 +249,11 @@ class RISEExplainer(_RandomMaskExplainer):
         baseline: str | float | Tensor = "zero",
         score: str = "auto",
         normalization: str = "coverage",
-        seed: int = 0,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
     ) -> None:
-        super().__init__(model, n_masks=n_masks, grid=grid, p=p, batch_size=batch_size, baseline=baseline, seed=seed)
+        super().__init__(model, n_masks=n_masks, grid=grid, p=p, batch_size=batch_size, baseline=baseline, seed=seed,
+                         generator=generator)
         if score not in SCORES:
             raise ValueError(f"score must be one of {SCORES}, got {score!r}")
         if normalization not in NORMALIZATIONS:
@@ -290,6 +305,7 @@ class RELAXExplainer(_RandomMaskExplainer):
         batch_size: see :class:`RISEExplainer`.
         baseline: see :class:`RISEExplainer`.
         seed: see :class:`RISEExplainer`.
+        generator: see :class:`RISEExplainer`.
     """
 
     description = "RELAX label-free importance of an encoder's representation; n_masks=3000, grid=7, p=0.5"
@@ -304,9 +320,11 @@ class RELAXExplainer(_RandomMaskExplainer):
         p: float = 0.5,
         batch_size: int = 512,
         baseline: str | float | Tensor = "zero",
-        seed: int = 0,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
     ) -> None:
-        super().__init__(model, n_masks=n_masks, grid=grid, p=p, batch_size=batch_size, baseline=baseline, seed=seed)
+        super().__init__(model, n_masks=n_masks, grid=grid, p=p, batch_size=batch_size, baseline=baseline, seed=seed,
+                         generator=generator)
 
     def _relax(self, images: Tensor, reference: Tensor) -> RelaxResult:
         unmasked = F.normalize(_at_least_float32(reference).flatten(1), dim=1)
@@ -322,7 +340,7 @@ class RELAXExplainer(_RandomMaskExplainer):
 
     def importance_and_uncertainty(self, images: Tensor) -> RelaxResult:
         """Raw RELAX importance and uncertainty maps ``(B, 1, H, W)`` (the model is isolated and left untouched)."""
-        check_images(images)
+        check_finite_images(check_images(images))
         images = images.detach()
         with isolated(self.model), torch.no_grad():
             return self._relax(images, self.model(images))

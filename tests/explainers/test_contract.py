@@ -7,9 +7,11 @@ controls, class-agnostic methods), add it to ``OUTPUT_INDEPENDENT`` with the rea
 from __future__ import annotations
 
 import copy
+import random
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -95,6 +97,34 @@ def test_no_grad_caller_frozen_model_and_batch_of_one(name, make_tiny_resnet, im
         assert not torch.is_grad_enabled()
     check_saliency(sal, images16[:1])
     assert_same_state(before, snapshot_state(model))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_inference_mode_caller(name, make_tiny_resnet, images16):
+    """Inference tensors in, under ``torch.inference_mode()``: the same map as a normal call, the model untouched."""
+    model = mixed_state_model(make_tiny_resnet)
+    before = snapshot_state(model)
+    reference = make(name, model)(images16, torch.tensor([1, 2, 3]))
+    with torch.inference_mode():
+        x, targets = images16.clone(), torch.tensor([1, 2, 3])
+        sal = make(name, model)(x, targets)
+        assert torch.is_inference_mode_enabled()
+    check_saliency(sal, images16)
+    assert not sal.is_inference()
+    assert_same_state(before, snapshot_state(model))
+    torch.testing.assert_close(sal, reference)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_global_rngs_are_left_alone(name, tiny_resnet, images16):
+    """No backend draws from (or advances) torch's, numpy's or Python's global RNG."""
+    torch.manual_seed(1), np.random.seed(1), random.seed(1)
+    torch_state, numpy_state, python_state = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    make(name, tiny_resnet)(images16, torch.tensor([1, 2, 3]))
+    assert torch.equal(torch_state, torch.get_rng_state())
+    after = np.random.get_state()
+    assert np.array_equal(numpy_state[1], after[1]) and numpy_state[2:] == after[2:]
+    assert python_state == random.getstate()
 
 
 @pytest.mark.parametrize("name", NAMES)
