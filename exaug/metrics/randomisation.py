@@ -260,7 +260,7 @@ def model_parameter_randomisation(
 class ModelParameterRandomisation(Metric):
     """Streaming mean similarity per randomisation step (see :func:`model_parameter_randomisation`).
 
-    The steps are fixed when the metric is built; every :meth:`update` randomises a fresh copy with the same
+    The steps (:attr:`steps`, top first) are fixed when the metric is built; every :meth:`update` randomises a fresh copy with the same
     seed, so every batch sees the same random networks.
 
     Example:
@@ -308,9 +308,10 @@ class ModelParameterRandomisation(Metric):
                         defined=known.sum(dim=2), count=images.shape[0])
 
     def compute(self) -> dict[str, Any]:
-        """``{"steps": [...], measure: [mean per step], "undefined": {measure: [count per step]}, "images"}``."""
+        """``{measure: [mean per step], "undefined": {measure: [count per step]}, "images": n}``, the steps in
+        the order of :attr:`steps`."""
         self._require_data(self.count)
         means = (self.sums / self.defined).tolist()  # NaN where no image had a defined similarity
         undefined = (self.count - self.defined).tolist()
-        return {"steps": list(self.steps), **dict(zip(self.measures, means)),
+        return {**dict(zip(self.measures, means)),
                 "undefined": dict(zip(self.measures, undefined)), "images": int(self.count)}
