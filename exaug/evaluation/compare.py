@@ -12,13 +12,21 @@ Each run folder contributes:
 
 A method with several runs shows ``mean ± std`` over them (population std, ``ddof = 0``, like
 :func:`~exaug.metrics.training_stability`).
+
+Below it, the **paired differences** against a reference method (``supcon`` by default when it is compared):
+for each other method and column, the difference ``method - reference`` on every seed both ran, its mean ± SEM
+(sample std ``ddof = 1`` over ``sqrt(n)``) and the number of paired seeds; a difference within 2 SEM (or with
+fewer than 2 paired seeds) is marked ``~``, not significant. :func:`paired_differences` and
+:func:`summary_tables` are the reusable pieces, so study scripts print the same tables.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
 
@@ -26,7 +34,27 @@ from ..metrics import training_stability
 from ..training.logger import read_metrics
 from .output import fmt, md_table, write_json, write_text
 
-__all__ = ["COMPARE_COLUMNS", "DROP_KEEP", "compare_runs", "read_run_record"]
+__all__ = [
+    "COMPARE_COLUMNS",
+    "DROP_KEEP",
+    "PAIRED_LEGEND",
+    "PairedDifference",
+    "compare_runs",
+    "format_paired",
+    "paired_differences",
+    "paired_table",
+    "read_run_record",
+    "summary_tables",
+]
+
+#: Column spec: ``(key, header, better ("higher" / "lower"), digits, scientific)``.
+Column = tuple[str, str, str, int, bool]
+#: ``{method: {seed: value or None}}``: one column of per-seed results.
+SeedTable = Mapping[str, Mapping[Hashable, "float | None"]]
+#: The legend printed under every paired-difference table.
+PAIRED_LEGEND = ("paired difference (method − reference) over the seeds both ran, mean ± SEM (sample std, "
+                 "ddof = 1, over √n); n: paired seeds; ~: not significant (|difference| ≤ 2 SEM, or fewer than "
+                 "2 paired seeds).")
 
 #: Keep fraction whose drop / increase the table shows (the ExCon paper's table uses 0.45).
 DROP_KEEP = 0.45
@@ -127,18 +155,172 @@ def _cell(agg: dict[str, Any], digits: int, scientific: bool, runs: int) -> str:
     return text if agg["n"] >= runs else f"{text} (n={agg['n']})"
 
 
-def compare_runs(folders: Sequence[str | Path], out: str | Path | None = None) -> str:
-    """Render the runs in ``folders`` as one Markdown table, one row per training method.
+@dataclasses.dataclass(frozen=True)
+class PairedDifference:
+    """``method - reference`` over the seeds both have a value for.
+
+    Attributes:
+        method, reference: the two methods.
+        mean: mean paired difference (``None``: no common seed).
+        sem: standard error of that mean, sample std (``ddof = 1``) over ``sqrt(n)`` (``None``: ``n < 2``).
+        n: number of paired seeds.
+        seeds: the paired seeds, in the method's order.
+    """
+
+    method: str
+    reference: str
+    mean: float | None
+    sem: float | None
+    n: int
+    seeds: tuple[Hashable, ...]
+
+    @property
+    def significant(self) -> bool:
+        """``|mean| > 2 SEM`` (never with fewer than 2 paired seeds)."""
+        return self.mean is not None and self.sem is not None and abs(self.mean) > 2 * self.sem
+
+
+def paired_differences(table: SeedTable, reference: str) -> dict[str, PairedDifference]:
+    """Paired differences of every method against ``reference``, pairing runs by seed.
+
+    Args:
+        table: ``{method: {seed: value}}``; ``None`` values are left out of the pairing.
+        reference: the method every other one is compared with.
+
+    Returns:
+        ``{method: PairedDifference}`` for every method but the reference, in ``table``'s order.
+
+    Raises:
+        ValueError: ``reference`` is not in ``table``.
+
+    Example:
+        >>> table = {"supcon": {0: 30.0, 1: 32.0, 2: 31.0}, "exconb": {0: 31.0, 1: 34.0, 2: 33.0, 3: 40.0}}
+        >>> d = paired_differences(table, "supcon")["exconb"]
+        >>> d.mean, round(d.sem, 4), d.n, d.seeds, d.significant
+        (1.6666666666666667, 0.3333, 3, (0, 1, 2), True)
+    """
+    if reference not in table:
+        raise ValueError(f"reference method {reference!r} is not among the compared methods: {', '.join(table)}")
+    ref = {seed: v for seed, v in table[reference].items() if v is not None}
+    out: dict[str, PairedDifference] = {}
+    for method, values in table.items():
+        if method == reference:
+            continue
+        seeds = tuple(seed for seed, v in values.items() if v is not None and seed in ref)
+        diffs = np.asarray([float(values[s]) - float(ref[s]) for s in seeds], dtype=np.float64)  # type: ignore[arg-type]
+        mean = float(diffs.mean()) if len(diffs) else None
+        sem = float(diffs.std(ddof=1) / math.sqrt(len(diffs))) if len(diffs) > 1 else None
+        out[method] = PairedDifference(method, reference, mean, sem, len(diffs), seeds)
+    return out
+
+
+def format_paired(diff: PairedDifference, digits: int = 2, scientific: bool = False) -> str:
+    """``+1.23 ± 0.45 (n=5)``, prefixed by ``~`` when not significant; ``n/a`` without a common seed.
+
+    Example:
+        >>> format_paired(PairedDifference("exconb", "supcon", 0.5, 0.4, 5, (0, 1, 2, 3, 4)))
+        '~ +0.50 ± 0.40 (n=5)'
+        >>> format_paired(PairedDifference("exconb", "supcon", -2.0, 0.5, 5, (0, 1, 2, 3, 4)))
+        '-2.00 ± 0.50 (n=5)'
+    """
+    if diff.mean is None:
+        return "n/a"
+    sign = "+" if diff.mean >= 0 else "-"
+    text = sign + fmt(abs(diff.mean), digits, scientific=scientific)
+    if diff.sem is not None:
+        text += " ± " + fmt(diff.sem, digits, scientific=scientific)
+    text += f" (n={diff.n})"
+    return text if diff.significant else "~ " + text
+
+
+def paired_table(tables: Mapping[str, SeedTable], reference: str, columns: Sequence[Column]) -> list[str]:
+    """Markdown lines: one row per method against ``reference``, one column per ``columns`` key, and the legend.
+
+    Args:
+        tables: ``{column key: {method: {seed: value}}}``.
+        reference: the reference method (see :func:`paired_differences`).
+        columns: which keys of ``tables`` to show and how (``(key, header, better, digits, scientific)``).
+    """
+    diffs = {key: paired_differences(tables[key], reference) for key, *_ in columns}
+    methods = [m for m in dict.fromkeys(m for key, *_ in columns for m in tables[key]) if m != reference]
+    rows = [[method, *(format_paired(diffs[key][method], digits, scientific)
+                       for key, _, _, digits, scientific in columns)] for method in methods]
+    headers = ["method", *(f"Δ {header} {'↑' if better == 'higher' else '↓'}" for _, header, better, *_ in columns)]
+    return [f"Paired differences against `{reference}` (same seed):", "", *md_table(headers, rows), "",
+            PAIRED_LEGEND, ""]
+
+
+def summary_tables(tables: Mapping[str, SeedTable], columns: Sequence[Column], reference: str | None = None) -> str:
+    """Mean ± std per method with its number of seeds, then the paired differences against ``reference``.
+
+    The tables :func:`compare_runs` prints, for any per-seed results (e.g. a benchmark script's).
+
+    Example:
+        >>> tables = {"top1": {"supcon": {0: 30.0, 1: 32.0}, "exconb": {0: 31.0, 1: 31.5}}}
+        >>> print(summary_tables(tables, [("top1", "top-1 (%)", "higher", 2, False)], reference="supcon"))
+        | method | seeds | top-1 (%) ↑ |
+        |:---|---:|---:|
+        | supcon | 2 | 31.00 ± 1.00 |
+        | exconb | 2 | 31.25 ± 0.25 |
+        <BLANKLINE>
+        mean ± std over seeds (population std, ddof = 0); ↑ / ↓: higher / lower is better.
+        <BLANKLINE>
+        Paired differences against `supcon` (same seed):
+        <BLANKLINE>
+        | method | Δ top-1 (%) ↑ |
+        |:---|---:|
+        | exconb | ~ +0.25 ± 0.75 (n=2) |
+        <BLANKLINE>
+        paired difference (method − reference) over the seeds both ran, mean ± SEM (sample std, ddof = 1, over √n); n: paired seeds; ~: not significant (|difference| ≤ 2 SEM, or fewer than 2 paired seeds).
+    """
+    methods = list(dict.fromkeys(m for key, *_ in columns for m in tables[key]))
+    rows = []
+    for method in methods:
+        seeds = {s for key, *_ in columns for s, v in tables[key].get(method, {}).items() if v is not None}
+        cells = [method, str(len(seeds))]
+        for key, _, _, digits, scientific in columns:
+            values = list(tables[key].get(method, {}).values())
+            cells.append(_cell(_aggregate(values), digits, scientific, len(seeds)))
+        rows.append(cells)
+    headers = ["method", "seeds", *(f"{header} {'↑' if better == 'higher' else '↓'}"
+                                    for _, header, better, *_ in columns)]
+    lines = [*md_table(headers, rows), "",
+             "mean ± std over seeds (population std, ddof = 0); ↑ / ↓: higher / lower is better.", ""]
+    if reference is not None:
+        lines += paired_table(tables, reference, columns)
+    return "\n".join(lines).rstrip("\n")
+
+
+def _seed_tables(groups: Mapping[str, Sequence[dict[str, Any]]], notes: list[str]) -> dict[str, dict] | None:
+    """``{column key: {method: {seed: value}}}`` for the pairing, or ``None`` (with a note) when a method has two
+    runs with the same seed (they could not be paired unambiguously)."""
+    for method, runs in groups.items():
+        seeds = [r["seed"] for r in runs]
+        if len(set(seeds)) != len(seeds):
+            notes.append(f"{method}: several runs share a seed, so runs cannot be paired by seed; paired "
+                         "differences are not shown")
+            return None
+    return {key: {m: {r["seed"]: r["values"][key] for r in runs} for m, runs in groups.items()}
+            for key, *_ in COMPARE_COLUMNS}
+
+
+def compare_runs(
+    folders: Sequence[str | Path], out: str | Path | None = None, *, reference: str | None = None
+) -> str:
+    """Render the runs in ``folders`` as one Markdown table, one row per training method, and the paired
+    differences against a reference method.
 
     Args:
         folders: run folders (written by ``exaug train``; evaluated with ``exaug evaluate`` for the eval columns).
         out: if given, also write ``compare.md`` and ``compare.json`` (all per-run values and aggregates) there.
+        reference: the method the others are paired with (by seed); default ``"supcon"`` when it is among two
+            or more compared methods (otherwise no paired table).
 
     Returns:
         The Markdown text (title, table, legend and notes).
 
     Raises:
-        ValueError: no folder, or the same folder twice.
+        ValueError: no folder, the same folder twice, or a ``reference`` that is not a compared method.
         FileNotFoundError: a folder is not a run folder.
     """
     if not folders:
@@ -163,6 +345,12 @@ def compare_runs(folders: Sequence[str | Path], out: str | Path | None = None) -
         values["stability"] = _stability(runs, notes, method)
         methods.append({"method": method, "runs": [r["folder"] for r in runs], "seeds": [r["seed"] for r in runs],
                         "values": values})
+
+    if reference is not None and reference not in groups:
+        raise ValueError(f"reference method {reference!r} is not among the compared methods: {', '.join(groups)}")
+    if reference is None and "supcon" in groups and len(groups) > 1:
+        reference = "supcon"
+    tables = _seed_tables(groups, notes) if reference is not None and len(groups) > 1 else None
 
     missing = [r["folder"] for r in records if not r["has_eval"]]
     if missing:
@@ -197,6 +385,8 @@ def compare_runs(folders: Sequence[str | Path], out: str | Path | None = None) -
              "infidelity and ECE come from each run's `eval/eval.json` (the evaluated split); best val top-1 from "
              "`summary.json`; stability is the mean over epochs of the across-seed std of validation top-1 "
              "(`metrics.jsonl`, percentage points), defined for 2 or more seeds.", ""]
+    if tables is not None:
+        lines += paired_table(tables, reference, COMPARE_COLUMNS)  # type: ignore[arg-type]
     if notes:
         lines += ["Notes:", "", *[f"- {note}" for note in notes], ""]
     text = "\n".join(lines).rstrip("\n") + "\n"
@@ -206,5 +396,10 @@ def compare_runs(folders: Sequence[str | Path], out: str | Path | None = None) -
         write_json(out_dir / "compare.json", {
             "columns": [{"key": k, "header": h, "better": b} for k, h, b, *_ in columns],
             "methods": methods, "runs": records, "notes": notes, "std": "population (ddof=0)",
+            "paired": None if tables is None else {
+                "reference": reference, "sem": "sample std (ddof=1) / sqrt(n)",
+                "differences": {key: {m: dataclasses.asdict(d) | {"significant": d.significant}
+                                      for m, d in paired_differences(tables[key], reference).items()}
+                                for key, *_ in COMPARE_COLUMNS}},  # type: ignore[arg-type]
         })
     return text

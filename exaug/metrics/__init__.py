@@ -18,7 +18,7 @@ from .calibration import (
     plot_reliability,
     reliability_bins,
 )
-from .content_heatmap import ContentHeatmap, boxes_to_mask, content_heatmap
+from .content_heatmap import ContentHeatmap, boxes_to_mask, content_heatmap, object_mask
 from .corruptions import CORRUPTIONS, SEVERITY_PARAMETERS, corrupt, corruption_accuracy
 from .drop_increase import DROP_INCREASE_KEYS, DropIncrease, drop_increase
 from .embeddings import compute_embeddings, plot_tsne, training_stability
@@ -39,11 +39,30 @@ from .insertion_deletion import (
     representation_similarity_score,
     step_counts,
 )
+from .localisation import (
+    LOCALISATION_KEYS,
+    Localisation,
+    localisation_scores,
+    pointing_game,
+    relevance_mass_accuracy,
+    relevance_rank_accuracy,
+)
+from .randomisation import (
+    SIMILARITIES,
+    ModelParameterRandomisation,
+    RandomisationCurve,
+    model_parameter_randomisation,
+    randomisation_steps,
+    spearman_correlation,
+    ssim,
+)
 
 __all__ = [
     "CORRUPTIONS",
     "DROP_INCREASE_KEYS",
+    "LOCALISATION_KEYS",
     "SEVERITY_PARAMETERS",
+    "SIMILARITIES",
     "Accuracy",
     "AdversarialAccuracy",
     "CalibrationError",
@@ -52,7 +71,10 @@ __all__ = [
     "DropIncrease",
     "Infidelity",
     "InsertionDeletion",
+    "Localisation",
     "Metric",
+    "ModelParameterRandomisation",
+    "RandomisationCurve",
     "SensitivityMax",
     "adversarial_accuracy",
     "boxes_to_mask",
@@ -69,13 +91,22 @@ __all__ = [
     "insertion_deletion",
     "knn_accuracy",
     "linear_probe",
+    "localisation_scores",
+    "model_parameter_randomisation",
+    "object_mask",
     "pgd",
     "plot_reliability",
     "plot_tsne",
+    "pointing_game",
+    "randomisation_steps",
+    "relevance_mass_accuracy",
+    "relevance_rank_accuracy",
     "reliability_bins",
     "representation_similarity_score",
     "sensitivity_max",
+    "spearman_correlation",
     "square_perturbation",
+    "ssim",
     "step_counts",
     "topk_accuracy",
     "training_stability",

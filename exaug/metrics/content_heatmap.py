@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .base import Metric
 
-__all__ = ["ContentHeatmap", "boxes_to_mask", "content_heatmap"]
+__all__ = ["ContentHeatmap", "boxes_to_mask", "content_heatmap", "object_mask"]
 
 
 def boxes_to_mask(boxes: Tensor, height: int, width: int) -> Tensor:
@@ -30,7 +30,8 @@ def boxes_to_mask(boxes: Tensor, height: int, width: int) -> Tensor:
     return (in_rows[:, :, None] & in_cols[:, None, :]).unsqueeze(1)
 
 
-def _object_mask(saliency: Tensor, mask: Tensor | None, boxes: Tensor | None) -> Tensor:
+def object_mask(saliency: Tensor, mask: Tensor | None, boxes: Tensor | None) -> Tensor:
+    """The ``(B, 1, H, W)`` bool object mask of ``saliency`` ``(B, 1, H, W)`` from exactly one of ``mask`` or ``boxes``."""
     if (mask is None) == (boxes is None):
         raise ValueError("pass exactly one of mask (B, 1, H, W) bool or boxes (B, 4) xyxy")
     b, _, h, w = saliency.shape
@@ -65,7 +66,7 @@ def content_heatmap(saliency: Tensor, mask: Tensor | None = None, *, boxes: Tens
         raise ValueError("saliency is an empty batch (B = 0)")
     if (saliency < 0).any():
         raise ValueError("saliency must be non-negative (use the normalised map or apply ReLU)")
-    obj = _object_mask(saliency, mask, boxes).flatten(1)
+    obj = object_mask(saliency, mask, boxes).flatten(1)
     sal = saliency.detach().flatten(1).double()
     total = sal.sum(dim=1)
     inside = (sal * obj).sum(dim=1)

@@ -47,7 +47,8 @@ def test_writes_json_markdown_and_figures(full_eval):
     assert written["settings"]["infidelity"]["n_perturb_samples"] == 3  # the override
     assert written["settings"]["infidelity"]["noise_std"] == 0.003  # a default kept
     assert written["settings"]["drop_increase"]["fill"] == "zero"  # the run's mask_fill
-    assert set(written["figures"]) == {"saliency_grid", "reliability", "reliability_fgsm", "insertion_deletion", "tsne"}
+    assert set(written["figures"]) == {"saliency_grid", "reliability", "reliability_fgsm", "insertion_deletion", "tsne",
+                                        "randomisation"}
     for file in written["figures"].values():
         assert (out / file).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     markdown = (out / "eval.md").read_text()

@@ -30,7 +30,7 @@ from exaug.training import load_run
 
 
 BUILTIN = ("accuracy", "drop_increase", "infidelity", "insertion_deletion", "content_heatmap", "calibration",
-           "adversarial", "tsne")
+           "adversarial", "tsne", "localisation", "randomisation")
 
 
 def test_builtin_tasks_are_registered_in_report_order():

@@ -62,6 +62,11 @@ CASES: dict[str, tuple[Callable[[torch.nn.Module], Metric], Callable[[], tuple[t
         lambda: (_images(),),
     ),
     "InsertionDeletion": (lambda m: metrics_pkg.InsertionDeletion(_gradcam(m), m, steps=4), lambda: (_images(),)),
+    "Localisation": (lambda m: metrics_pkg.Localisation(), _saliency_and_masks),
+    "ModelParameterRandomisation": (
+        lambda m: metrics_pkg.ModelParameterRandomisation(_gradcam(m), m, depth=1, seed=4),
+        lambda: (_images(),),
+    ),
 }
 
 

@@ -2,7 +2,8 @@
 :class:`EvaluationTask` (see :mod:`exaug.evaluation.tasks.base` for the interface).
 
 The built-in tasks register on import, in report order: ``accuracy``, ``drop_increase``, ``infidelity``,
-``insertion_deletion``, ``content_heatmap``, ``calibration``, ``adversarial``, ``tsne``. A new task is one module
+``insertion_deletion``, ``content_heatmap``, ``calibration``, ``adversarial``, ``tsne``, ``localisation``,
+``randomisation``. A new task is one module
 with an ``@register_task("name")`` class, imported before :func:`~exaug.evaluation.evaluate_run` runs.
 """
 
@@ -16,6 +17,8 @@ from . import accuracy  # noqa: E402,F401  isort: skip
 from . import explanation  # noqa: E402,F401  isort: skip
 from . import robustness  # noqa: E402,F401  isort: skip
 from . import masked_views  # noqa: E402,F401  isort: skip
+from . import localisation  # noqa: E402,F401  isort: skip
+from . import randomisation  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "REQUIREMENTS",
