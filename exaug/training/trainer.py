@@ -39,6 +39,7 @@ from .logger import MetricsLogger
 from .methods import TrainingMethod, create_method, describe_methods
 from .progress import ProgressBars, epoch_line
 from .schedule import cosine_factor, seed_everything, stage_seed
+from .trackers import epoch_saliency_grids
 
 __all__ = ["CHECKPOINT_KEYS", "Trainer", "TrainingDiverged", "build_networks", "cosine_factor", "describe_methods",
            "seed_everything"]
@@ -188,8 +189,8 @@ class Trainer:
             raise FileExistsError(
                 f"{str(self.out)!r} already holds a run (last.pt); pass --resume to continue it or choose another --out"
             )
-        logger = MetricsLogger(self.out, tensorboard=c.tensorboard, keep_rows_before=self.start_epoch) \
-            if self.ctx.is_main else None
+        logger = MetricsLogger(self.out, tensorboard=c.tensorboard, keep_rows_before=self.start_epoch,
+                               tracker=c.logger, run_config=c.to_dict()) if self.ctx.is_main else None
         if self.ctx.is_main:
             self._write_json("config.json", {**c.to_dict(), "resolved": self._resolved_settings()})
         status = "finished"
@@ -199,7 +200,7 @@ class Trainer:
                 row = self._run_epoch(epoch)
                 self.history.append(row)
                 if logger is not None:
-                    logger.log(row)
+                    logger.log(row, epoch_saliency_grids(self) if logger.wants_images else None)
                 self._save_checkpoints(epoch, row)
                 if self.ctx.is_main:
                     print(epoch_line(row, self.total_epochs, self.method.print_keys), flush=True)
