@@ -64,16 +64,20 @@ class ExConModule(pl.LightningModule):
         classifier: linear classifier on the encoder's features (explanations use encoder + classifier).
         method: ``"supcon"`` (two random views), ``"excon"`` or ``"exconb"`` (explanation-masked views).
         epochs: length of the cosine schedules (default: the Lightning trainer's ``max_epochs``).
-        lr, momentum, weight_decay: the encoder's SGD.
+        lr: the encoder's SGD learning rate (its start value).
+        momentum: SGD momentum of both optimisers.
+        weight_decay: the encoder's SGD weight decay.
         classifier_lr: the classifier's SGD (same momentum, no weight decay, as the reference trainer).
         lr_min_factor: the cosine schedules end at ``lr * lr_min_factor``.
         warmup_epochs: linear warm-up of the encoder's learning rate.
-        temperature, base_temperature: of the contrastive loss (scaled by ``t / base_t``).
+        temperature: the contrastive temperature ``t``.
+        base_temperature: the loss is scaled by ``t / base_temperature`` (SupContrast).
         background_copies: ExConB: background rows count in every view (``"all"``) or once (``"one"``).
         exp_start_epoch: first epoch (0-based) that uses explanation masks.
         augment: the augment to use (default: one built from ``explainer`` / ``explainer_options`` with the
             paper's masking rule, mode following ``method``).
-        explainer, explainer_options: saliency backend of the default augment.
+        explainer: saliency backend of the default augment (a registered name).
+        explainer_options: options of that backend, e.g. ``{"target_layer": "encoder.layer2"}``.
 
     Shape:
         ``standard``, ``view1``, ``view2``: ``(B, C, H, W)``; ``labels``, ``indices``: ``(B,)``.
@@ -256,7 +260,8 @@ class SaliencyGridCallback(pl.Callback):
     Args:
         every_n_epochs: log after epochs ``n - 1, 2n - 1, ...``.
         num_images: columns of the grid.
-        mean, std: the normalisation of the images, undone for display (default: min-max per image).
+        mean: the per-channel mean of the normalisation, undone for display (default: min-max per image).
+        std: the matching per-channel standard deviations.
 
     Attributes:
         paths: the PNG files written so far.

@@ -122,7 +122,9 @@ def draw_saliency_grid(
         model: images -> logits (encoder + classifier); left untouched.
         images: normalised standard views.
         labels: int64 class labels.
-        mean, std: the normalisation of ``images``, undone for display; ``None``: each image is min-max scaled.
+        mean: the per-channel mean of the normalisation of ``images``, undone for display; ``None``: each image
+            is min-max scaled.
+        std: the matching per-channel standard deviations.
 
     Returns:
         The grid image, ``(3, 3 * (H + 4), N * (W + 4))``, on the CPU.
