@@ -10,6 +10,7 @@ test images: top-1, drop / increase at keep 0.15 / 0.30 / 0.45, infidelity, ECE 
     python benchmarks/cifar10_cpu.py --jobs 2 --estimate-only    # time a few steps, print the estimated duration
     nohup python benchmarks/cifar10_cpu.py --jobs 2 > benchmarks/runs/cifar10_cpu.log 2>&1 &   # the study (resumable)
     python benchmarks/cifar10_cpu.py --quick --out /tmp/c10 --results-dir /tmp/res    # < 1 min smoke run
+    python benchmarks/cifar10_cpu.py --submit slurm --slurm-partition cpu --wait      # one Slurm task per run
 
 Before training, one epoch of every method is timed on a 2-batch subset and scaled to the budget, and the
 estimate is printed (a warning when it exceeds ``--max-minutes``). Runs live in ``--out/<method>/seed<k>``: finished
@@ -31,6 +32,7 @@ from typing import Any, Sequence
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cluster import add_submit_arguments, submit_grid  # noqa: E402
 from common import RESULTS, table  # noqa: E402
 from grid import (  # noqa: E402
     REPO, TABLE_LEGEND, GridRun, collect, evaluate_folder, is_evaluated, metric_tables, run_in_process, summarise,
@@ -78,6 +80,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 2 methods x 2 seeds x 1 epoch on a few dozen images (synthetic data "
                              "when the zip is missing), < 1 minute")
+    add_submit_arguments(parser)
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--quick" in argv:
         parser.set_defaults(**QUICK)  # defaults only: `--quick --epochs 2` still means 2 epochs
@@ -226,7 +229,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.estimate_only:
         return {"estimate": timing}
     started = time.time()
-    done = run_grid(grid, args, timing)
+    if args.submit:
+        # One task per run on the cluster; without --wait the tables come from running this command again.
+        jobs = submit_grid(grid, args, folder=args.submit_folder or args.out / "submitit", gpus_per_task=0,
+                           eval_samples=args.test_samples, eval_options=eval_options(args))
+        if not args.wait and jobs:
+            print("tables: run the same command without --submit once the tasks are done (finished runs are "
+                  "skipped)")
+            return {"jobs": jobs}
+        done = [{"run": r.name, "submitted": True} for r in grid]
+    else:
+        done = run_grid(grid, args, timing)
     records: dict[str, list[dict[str, Any]]] = {}
     for run in grid:
         records.setdefault(run.method, []).append(collect(run.folder))

@@ -76,7 +76,7 @@ def is_evaluated(folder: str | Path) -> bool:
 
 
 #: Options that may differ between a run folder and the grid asking for it (they do not change the numbers).
-_FREE_OPTIONS = ("resume", "quiet", "device", "workers", "tensorboard", "out")
+_FREE_OPTIONS = ("resume", "quiet", "device", "workers", "tensorboard", "logger", "out")
 
 
 def check_same_run(config: TrainConfig) -> None:
@@ -117,17 +117,31 @@ def _evaluate_kwargs(samples: int | None, device: str, options: Mapping[str, Any
 
 
 def run_in_process(run: GridRun, eval_samples: int | None, eval_device: str = "cpu",
-                   eval_options: Mapping[str, Any] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train (or resume) and evaluate ``run`` here unless already done; returns what was done and the timings."""
+                   eval_options: Mapping[str, Any] | None = None, log: Callable[[str], None] = print,
+                   torchrun: int | None = None) -> dict[str, Any]:
+    """Train (or resume) and evaluate ``run`` here unless already done; returns what was done and the timings.
+
+    With ``torchrun=N`` the training runs as ``torchrun --nproc_per_node=N -m exaug train`` (a subprocess) and
+    the evaluation here: what one cluster task does with a torchrun group.
+    """
     done: dict[str, Any] = {"run": run.name, "trained": False, "evaluated": False}
     config = prepare_config(run.config)
     if config is not None:
         log(f"[{run.name}] {'resuming' if config.resume else 'training'} -> {run.folder}")
-        trainer = Trainer(config)
-        try:
-            summary = trainer.fit()
-        finally:
-            trainer.close()
+        if torchrun:
+            started = time.time()
+            # Next to the run (not in it: a folder holding files but no last.pt is still a new run).
+            path = write_config(config, run.folder.parent / f".{run.folder.name}.train.json")
+            code = subprocess.call(train_command(path, torchrun), cwd=REPO)
+            if code != 0:
+                raise RuntimeError(f"{run.name}: torchrun training failed (exit {code})")
+            summary = {"seconds": time.time() - started, "status": run_status(run.folder)}
+        else:
+            trainer = Trainer(config)
+            try:
+                summary = trainer.fit()
+            finally:
+                trainer.close()
         done.update(trained=True, train_seconds=summary["seconds"])
         if summary["status"] != "finished":
             raise KeyboardInterrupt(f"{run.name} was interrupted; run the same command again to resume it")
@@ -284,17 +298,29 @@ def write_results(results_dir: str | Path, name: str, payload: Mapping[str, Any]
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
-    """``python benchmarks/grid.py evaluate RUN [--samples N] [--device D] [--options JSON]``."""
+    """``python benchmarks/grid.py evaluate RUN [--samples N] [--device D] [--options JSON]`` and
+    ``python benchmarks/grid.py run CONFIG [--torchrun N] [--samples N] [--device D] [--options JSON]``."""
     import argparse
 
-    parser = argparse.ArgumentParser(description="Evaluate a grid run folder with the grid's metrics.")
+    parser = argparse.ArgumentParser(description="Evaluate a grid run folder, or bring a run up to date.")
     commands = parser.add_subparsers(dest="command", required=True)
     evaluate = commands.add_parser("evaluate", help="evaluate one run folder (writes <run>/eval/eval.json)")
     evaluate.add_argument("run", help="run folder")
-    evaluate.add_argument("--samples", type=int, default=None, help="test images (default: all)")
-    evaluate.add_argument("--device", default="cpu")
-    evaluate.add_argument("--options", type=json.loads, default=None, help="per-metric options as JSON")
+    run = commands.add_parser("run", help="train (or resume) the run of a config file unless finished, then "
+                                          "evaluate it unless evaluated (what a cluster task executes)")
+    run.add_argument("config", help="TrainConfig JSON file (its `out` is the run folder)")
+    run.add_argument("--torchrun", type=int, default=None, metavar="N", help="train under torchrun with N processes")
+    for sub in (evaluate, run):
+        sub.add_argument("--samples", type=int, default=None, help="test images (default: all)")
+        sub.add_argument("--device", default="cpu", help="evaluation device")
+        sub.add_argument("--options", type=json.loads, default=None, help="per-metric options as JSON")
     args = parser.parse_args(argv)
+    if args.command == "run":
+        config = TrainConfig.from_dict(json.loads(Path(args.config).read_text()))
+        done = run_in_process(GridRun("task", config.method, config.seed, config), args.samples, args.device,
+                              args.options, torchrun=args.torchrun)
+        print(f"{config.out} up to date: trained {done['trained']}, evaluated {done['evaluated']}")
+        return 0
     result = evaluate_folder(args.run, args.samples, args.device, args.options)
     print(f"evaluated {result['evaluation']['images']} images of {args.run} in "
           f"{result['timing']['total_seconds']:.1f} s")

@@ -10,12 +10,15 @@ Each run is trained, then evaluated on the test set (top-1, drop / increase, inf
     python benchmarks/reproduce_cifar100.py --device cuda:0 --cifar100-root ~/data --tinyimagenet-root ~/data
     python benchmarks/reproduce_cifar100.py --gpus 0,1,2,3 ...             # one run per GPU, in parallel
     python benchmarks/reproduce_cifar100.py --gpus 0,1,2,3 --torchrun 4 ...  # each run on 4 GPUs (torchrun)
+    python benchmarks/reproduce_cifar100.py --submit slurm --slurm-partition gpu ...  # a Slurm job array (submitit)
     python benchmarks/reproduce_cifar100.py --aggregate                    # the paper's Tables 1-4, ours vs paper
 
 ``--tuning`` trains on 80% of the training set and validates on the other 20% (the paper's tuning protocol), in a
 separate folder; without it runs train on the full training set and validate on the test set. Every command is
 resumable: finished runs (``summary.json`` status ``finished``) are skipped, interrupted ones resume from ``last.pt``,
-unevaluated ones are evaluated. See docs/reproduction.md.
+unevaluated ones are evaluated. ``--submit`` keeps these rules on a cluster: one job-array task per unfinished
+run (``--torchrun N``: N GPUs per task), see ``benchmarks/cluster.py`` and docs/integrations.md.
+See docs/reproduction.md.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cluster import add_submit_arguments, submit_grid  # noqa: E402
 from common import RESULTS, table  # noqa: E402
 from grid import (  # noqa: E402
     REPO, TABLE_LEGEND, GridRun, collect, evaluate_command, is_evaluated, metric_tables, pm, prepare_config,
@@ -121,8 +125,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--gpu-check", default=str(RESULTS / "gpu_check.json"),
                         help="gpu_check.py's JSON, read for the measured epoch time (default: %(default)s)")
     parser.add_argument("--eval-minutes", type=float, default=5.0, help="assumed GPU minutes per evaluation")
+    add_submit_arguments(parser)
     args = parser.parse_args(argv)
     args.epoch_seconds, args.epoch_seconds_source = resolve_epoch_seconds(args.epoch_seconds, Path(args.gpu_check))
+    if args.submit and args.gpus:
+        parser.error("--submit and --gpus exclude each other (--gpus schedules runs on this machine)")
     if args.seeds < 1 or args.seeds > len(SEEDS):
         parser.error(f"--seeds must be between 1 and {len(SEEDS)}")
     if args.torchrun is not None and args.torchrun < 1:
@@ -415,6 +422,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise SystemExit("reproduce: error: --dry-run runs on the CPU; drop --gpus / --torchrun")
     if not args.dry_run:
         print_estimate(estimate(args, runs))
+    if args.submit:
+        return {"runs": runs, "jobs": submit_grid(
+            runs, args, folder=args.submit_folder or args.out / phase(args) / "submitit",
+            gpus_per_task=0 if args.dry_run else args.torchrun or 1, torchrun=args.torchrun,
+            eval_samples=DRY_RUN_EVAL_SAMPLES if args.dry_run else args.eval_samples,
+            eval_device="cpu" if args.dry_run else "cuda", eval_options=DRY_RUN_EVAL_OPTIONS if args.dry_run else None)}
     started = time.time()
     done = run_parallel(args, runs) if args.gpus else run_sequential(args, runs)
     print(f"{len(done)} runs up to date in {time.time() - started:.0f} s; tables: "

@@ -83,6 +83,7 @@ LAYERS: list[set[str]] = [
     {"training"},
     {"metrics"},
     {"evaluation"},
+    {"integrations"},
     {"cli"},
 ]
 ALLOWED = {name: set().union(*LAYERS[:i]) for i, layer in enumerate(LAYERS) for name in layer}

@@ -16,9 +16,14 @@ MODULES = sorted(
     if not info.name.endswith("__main__")  # running it would start the CLI
 )
 
+#: Modules that need an optional extra: skipped without it.
+EXTRAS = {"exaug.integrations.lightning": "lightning"}
+
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples_run(name, tmp_path, monkeypatch):
+    if name in EXTRAS:
+        pytest.importorskip(EXTRAS[name])
     monkeypatch.chdir(tmp_path)  # examples that write files write them here
     module = importlib.import_module(name)
     finder = doctest.DocTestFinder(exclude_empty=True)

@@ -14,7 +14,10 @@ SMALL_ARGS = {
     "02_edda.py": ["--epochs", "1", "--samples", "64", "--batch-size", "32", "--device", "cpu"],
     "03_cgc.py": ["--epochs", "1", "--samples", "64", "--batch-size", "32", "--device", "cpu"],
     "04_cocoa.py": ["--epochs", "1", "--samples", "64", "--masks", "64", "--explicands", "2"],
+    "05_lightning.py": ["--epochs", "2", "--samples", "64", "--batch-size", "32", "--accelerator", "cpu"],
 }
+#: Examples that need an optional extra (skipped without it).
+EXTRAS = {"05_lightning.py": "lightning"}
 
 
 def test_every_example_has_smoke_settings():
@@ -24,6 +27,8 @@ def test_every_example_has_smoke_settings():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SMALL_ARGS))
 def test_example_runs(name, tmp_path):
+    if name in EXTRAS:
+        pytest.importorskip(EXTRAS[name])
     result = subprocess.run([sys.executable, str(EXAMPLES / name), *SMALL_ARGS[name]], cwd=tmp_path,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

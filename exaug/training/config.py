@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from ..utils.checks import positive_int
 from .methods import METHODS, closest_hint, get_method, list_methods
+from .trackers import TRACKERS
 
 __all__ = ["METHODS", "TrainConfig", "add_config_arguments", "config_from_args", "load_config_file"]
 
@@ -131,6 +132,10 @@ class TrainConfig:
     resume: bool = _field(False, "continue from <out>/last.pt")
     quiet: bool = _field(False, "no progress bars (one line per epoch)")
     tensorboard: bool = _field(False, "also log to TensorBoard (if installed)")
+    # experiment tracking (exaug.training.trackers)
+    logger: str = _field("files", "experiment tracker next to metrics.jsonl / metrics.csv: files (none) or wandb "
+                                  "(Weights & Biases: the same rows and the saliency grids; WANDB_MODE=offline "
+                                  "works without a network)", choices=TRACKERS)
 
     def __post_init__(self) -> None:
         method = get_method(self.method)  # unknown names list the valid ones and the closest match
@@ -160,6 +165,8 @@ class TrainConfig:
         for name in list_methods():
             get_method(name).validate_config(self)
         method.check_method_options(self)
+        if self.logger not in TRACKERS:
+            raise ValueError(f"logger must be one of {', '.join(TRACKERS)}, got {self.logger!r}")
 
     @property
     def uses_explanations(self) -> bool:

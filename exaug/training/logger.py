@@ -1,4 +1,5 @@
-"""Per-epoch metrics to ``metrics.jsonl`` and ``metrics.csv`` (and TensorBoard when asked for and installed)."""
+"""Per-epoch metrics to ``metrics.jsonl`` and ``metrics.csv`` (and TensorBoard when asked for and installed, and an
+experiment tracker such as Weights & Biases, :mod:`exaug.training.trackers`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,12 @@ import csv
 import json
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
+
+from torch import Tensor
+
+from .saliency_grid import save_png
+from .trackers import create_tracker
 
 __all__ = ["MetricsLogger", "read_metrics"]
 
@@ -21,9 +27,12 @@ class MetricsLogger:
         folder: run folder.
         tensorboard: also write TensorBoard scalars (skipped with a warning if tensorboard is not installed).
         keep_rows_before: on resume, drop rows with ``epoch >= keep_rows_before`` (they will be recomputed).
+        tracker: ``"files"`` (none) or ``"wandb"`` (:func:`~exaug.training.trackers.create_tracker`).
+        run_config: the run's options, for the tracker.
     """
 
-    def __init__(self, folder: str | Path, tensorboard: bool = False, keep_rows_before: int | None = None) -> None:
+    def __init__(self, folder: str | Path, tensorboard: bool = False, keep_rows_before: int | None = None,
+                 tracker: str = "files", run_config: Mapping[str, Any] | None = None) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.jsonl = self.folder / "metrics.jsonl"
@@ -40,9 +49,20 @@ class MetricsLogger:
                 self._tb = SummaryWriter(str(self.folder / "tensorboard"))
             except ImportError:
                 warnings.warn("tensorboard is not installed: pip install tensorboard; logging to files only")
+        # Experiment tracker (``--logger``): the same rows, plus images.
+        self.tracker = create_tracker(tracker, self.folder, run_config)
 
-    def log(self, row: dict[str, Any]) -> None:
-        """Append ``row`` (JSON-serialisable values) and refresh the CSV."""
+    @property
+    def wants_images(self) -> bool:
+        """Whether :meth:`log` has somewhere to show images besides PNG files (TensorBoard or a tracker)."""
+        return self._tb is not None or self.tracker is not None
+
+    def log(self, row: dict[str, Any], images: Mapping[str, Tensor] | None = None) -> None:
+        """Append ``row`` (JSON-serialisable values) and refresh the CSV.
+
+        ``images`` (name -> ``(3, H, W)`` in ``[0, 1]``, e.g. the saliency grid) go to
+        ``<folder>/images/<name>_epoch<k>.png``, TensorBoard and the tracker.
+        """
         self.rows.append(dict(row))
         with self.jsonl.open("a") as handle:
             handle.write(json.dumps(row) + "\n")
@@ -53,10 +73,26 @@ class MetricsLogger:
                 if isinstance(value, (int, float)) and key != "epoch":
                     self._tb.add_scalar(key, value, step)
             self._tb.flush()
+        if self.tracker is not None:
+            self.tracker.log(row)
+        if images:
+            self._log_images(images, int(row.get("epoch", len(self.rows))))
+
+    def _log_images(self, images: Mapping[str, Tensor], epoch: int) -> None:
+        for name, image in images.items():
+            save_png(image, self.folder / "images" / f"{name}_epoch{epoch:04d}.png")
+            if self._tb is not None:
+                self._tb.add_image(name, image, epoch)
+        if self._tb is not None:
+            self._tb.flush()
+        if self.tracker is not None:
+            self.tracker.log_images(images, epoch)
 
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+        if self.tracker is not None:
+            self.tracker.close()
 
     def _rewrite(self) -> None:
         with self.jsonl.open("w") as handle:

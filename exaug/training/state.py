@@ -36,7 +36,7 @@ CHECKPOINT_KEYS = ("config", "epoch", "model", "classifier", "optimizers", "sche
 #: may change them freely. Every other option changes the run's meaning and needs ``--allow-changes``.
 NEUTRAL_OPTIONS = frozenset({
     "out", "resume", "quiet", "tensorboard", "workers", "device", "compile", "channels_last", "data_root",
-    "download", "skip_bad_images", "threads", "saliency_cache_device",
+    "download", "skip_bad_images", "threads", "saliency_cache_device", "logger",
 })
 
 #: ``{"option": name, "old": value, "new": value, "epoch": first epoch run with the new value}``.

@@ -41,6 +41,7 @@ from .methods import TrainingMethod, create_method, describe_methods
 from .progress import ProgressBars, epoch_line
 from .schedule import cosine_factor, seed_everything, stage_seed
 from .state import CHECKPOINT_KEYS, describe_changes, resume_training, training_state
+from .trackers import epoch_saliency_grids
 
 __all__ = ["CHECKPOINT_KEYS", "Trainer", "TrainingDiverged", "build_networks", "cosine_factor", "describe_methods",
            "seed_everything"]
@@ -211,8 +212,8 @@ class Trainer:
             self._refuse_existing_run()
         if self.ctx.is_main:
             remove_stale_temporaries(self.out)  # left by writes a kill interrupted
-        logger = MetricsLogger(self.out, tensorboard=c.tensorboard, keep_rows_before=self.start_epoch) \
-            if self.ctx.is_main else None
+        logger = MetricsLogger(self.out, tensorboard=c.tensorboard, keep_rows_before=self.start_epoch,
+                               tracker=c.logger, run_config=c.to_dict()) if self.ctx.is_main else None
         if self.ctx.is_main:
             self._write_json("config.json", {**c.to_dict(), "resolved": self._resolved_settings(),
                                              "changes": self.changes})
@@ -226,7 +227,7 @@ class Trainer:
                     row["changes"] = describe_changes(new_changes)
                 self.history.append(row)
                 if logger is not None:
-                    logger.log(row)
+                    logger.log(row, epoch_saliency_grids(self) if logger.wants_images else None)
                 self._save_checkpoints(epoch, row)
                 if self.ctx.is_main:
                     print(epoch_line(row, self.total_epochs, self.method.print_keys), flush=True)

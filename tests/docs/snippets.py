@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LANGUAGES = ("python", "bash")
-_FENCE = re.compile(r"^(`{3,})(\S*)\s*$")
+_FENCE = re.compile(r"^(`{3,})(\S*)(?:\s.*)?$")  # an info string may follow: ```python title="x.py"
 _MARKER = re.compile(r"^<!--\s*snippet:\s*(.*?)\s*-->\s*$")
 
 
