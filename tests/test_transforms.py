@@ -11,12 +11,7 @@ from PIL import Image
 import exaug.transforms as transforms_module
 from exaug.data import SYNTHETIC_MEAN, SYNTHETIC_STD, SyntheticShapes
 from exaug.transforms import (
-    DeviceViewAugment,
-    ExConTransform,
-    TwoCropTransform,
-    standard_view,
-    supcon_random_view,
-    unnormalize,
+    DeviceViewAugment, ExConTransform, TwoCropTransform, standard_view, supcon_random_view, unnormalize,
 )
 
 MEAN, STD = SYNTHETIC_MEAN, SYNTHETIC_STD

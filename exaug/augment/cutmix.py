@@ -73,12 +73,7 @@ class Mixup(_BetaMix):
         >>> torch.allclose(batch.weight_a + batch.weight_b, torch.ones(4))
         True
 
-    Args:
-        num_classes: ``K``.
-        alpha: Beta parameter of ``lam``.
-
-    Shape:
-        - images: ``(B, C, H, W)``; labels: ``(B,)``; output: :class:`~exaug.augment.MixedBatch`.
+    Args and shapes: as :class:`CutMix`.
     """
 
     def draw(self, images: Tensor, labels: Tensor, model: nn.Module | None = None, *,

@@ -8,12 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from .functional import (
-    check_features,
-    check_labels,
-    check_no_positive,
-    check_temperatures,
-    check_values,
-    contrastive_loss,
+    check_features, check_labels, check_no_positive, check_temperatures, check_values, contrastive_loss,
     gather_contrast_set,
 )
 

@@ -113,13 +113,7 @@ def relevance_mass_accuracy(saliency: Tensor, mask: Tensor | None = None, *, box
 def relevance_rank_accuracy(saliency: Tensor, mask: Tensor | None = None, *, boxes: Tensor | None = None) -> Tensor:
     """Per-image fraction of the ``K = |object|`` most relevant pixels that lie inside the object.
 
-    Args:
-        saliency: ``(B, 1, H, W)`` maps (signed or not).
-        mask: ``(B, 1, H, W)`` (or ``(B, H, W)``) bool object masks.
-        boxes: ``(B, 4)`` ``xyxy`` object boxes in pixels (instead of ``mask``).
-
-    Returns:
-        ``(B,)`` float64 in ``[0, 1]`` (NaN where the mask is empty).
+    Args and returns: as :func:`pointing_game`.
 
     Example:
         >>> import torch

@@ -10,15 +10,8 @@ import torchvision
 from torch.utils.data import Subset, TensorDataset
 
 from exaug.data import (
-    DATASET_STATS,
-    SyntheticShapes,
-    TinyImageNet,
-    build_dataset,
-    dataset_stats,
-    dataset_targets,
-    list_datasets,
-    split_train_val,
-    subset,
+    DATASET_STATS, SyntheticShapes, TinyImageNet, build_dataset, dataset_stats, dataset_targets, list_datasets,
+    split_train_val, subset,
 )
 
 WNIDS = ["n02", "n01"]  # deliberately unsorted in wnids.txt

@@ -7,14 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from exaug.metrics import (
-    AdversarialAccuracy,
-    CalibrationError,
-    adversarial_accuracy,
-    expected_calibration_error,
-    fgsm,
-    pgd,
-    plot_reliability,
-    reliability_bins,
+    AdversarialAccuracy, CalibrationError, adversarial_accuracy, expected_calibration_error, fgsm, pgd,
+    plot_reliability, reliability_bins,
 )
 from exaug.testing import assert_same_state, snapshot_state
 

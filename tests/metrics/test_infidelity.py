@@ -9,12 +9,7 @@ from captum.metrics import sensitivity_max as captum_sensitivity_max
 
 from exaug.explainers import create_explainer
 from exaug.metrics import (
-    Infidelity,
-    SensitivityMax,
-    gaussian_perturbation,
-    infidelity,
-    sensitivity_max,
-    square_perturbation,
+    Infidelity, SensitivityMax, gaussian_perturbation, infidelity, sensitivity_max, square_perturbation,
     uniform_perturbation,
 )
 from exaug.testing import assert_same_state, snapshot_state
