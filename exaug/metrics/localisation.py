@@ -88,13 +88,7 @@ def pointing_game(saliency: Tensor, mask: Tensor | None = None, *, boxes: Tensor
 def relevance_mass_accuracy(saliency: Tensor, mask: Tensor | None = None, *, boxes: Tensor | None = None) -> Tensor:
     """Per-image share of the positive relevance inside the object (Content Heatmap of ``max(s, 0)``).
 
-    Args:
-        saliency: ``(B, 1, H, W)`` maps (negative values are ignored).
-        mask: ``(B, 1, H, W)`` (or ``(B, H, W)``) bool object masks.
-        boxes: ``(B, 4)`` ``xyxy`` object boxes in pixels (instead of ``mask``).
-
-    Returns:
-        ``(B,)`` float64 in ``[0, 1]`` (NaN where the mask is empty).
+    Args and returns: as :func:`pointing_game`; negative saliency values are ignored.
 
     Example:
         >>> import torch
