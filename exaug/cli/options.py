@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import re
 from typing import Any, Iterable
@@ -47,10 +48,8 @@ def parse_value(text: str) -> Any:
         (False, 0.001, [0.3, 0.45], 'blur')
     """
     text = text.strip()
-    try:
+    with contextlib.suppress(ValueError):  # JSONDecodeError, or an integer past Python's digit limit
         return json.loads(text)
-    except ValueError:  # JSONDecodeError, or an integer past Python's digit limit
-        pass
     try:
         # literal_eval only builds constants and containers: it never runs code.
         return ast.literal_eval(text)

@@ -134,11 +134,8 @@ class Trainer:
     def __getattr__(self, name: str) -> Any:
         # Only reached when normal lookup fails: read-only access to the method's attributes.
         method = self.__dict__.get("method")
-        if method is not None and not name.startswith("__"):
-            try:
-                return getattr(method, name)
-            except AttributeError:
-                pass
+        if method is not None and not name.startswith("__") and hasattr(method, name):
+            return getattr(method, name)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # -- construction ---------------------------------------------------------------------------------------
