@@ -5,9 +5,13 @@
 
 Sections:
   step     one ExCon / ExConB training step vs a plain SupCon step (CIFAR ResNet-18, 32x32, batch 64,
-           Grad-CAM at the paper's layer2 of the encoder)
+           Grad-CAM at the paper's layer2 of the encoder), and the ExCon step with native Grad-CAM++ / LayerCAM
+           (and pytorch-grad-cam's Grad-CAM++) at the same layer
   gradcam  native batched Grad-CAM vs pytorch-grad-cam's GradCAM vs Captum's LayerGradCam, same layer and model,
            with the max difference of the (re-normalised) maps
+  cam_family  every native CAM method vs its pytorch-grad-cam counterpart at layer4 and layer2 (cam_speed.py)
+  cache_memory  SaliencyCache bytes per image, CIFAR and ImageNet sizes, native vs pixel maps, per dtype
+           (cache_memory.py; memory, not time)
   routing  ExConB augmentation incl. its Grad-CAM with a tiny model (compute negligible, the regime of a GPU) at
            growing batch sizes, against a naive per-sample implementation of the reference code's loop
   views    the SupCon random view per image with torchvision (DataLoader path) vs batched with Kornia
@@ -47,6 +51,8 @@ from exaug.models import Classifier, LinearClassifier, SupConModel, create_encod
 
 #: Every section seeds torch with this before drawing its model and inputs.
 SEED = 0
+#: CAM methods timed inside the ExCon step besides Grad-CAM (``pgc.gradcam++``: the backend used before #13).
+CAM_IN_STEP = ("gradcam++", "layercam", "pgc.gradcam++")
 
 
 def resnet18_models(width: float, num_classes: int, device: torch.device) -> tuple[SupConModel, Classifier]:
@@ -68,6 +74,10 @@ def bench_step(args: argparse.Namespace, device: torch.device) -> dict[str, Any]
     supcon, exconb_loss = SupConLoss(0.1), ExConBLoss(0.1)
     augments = {mode: exaug.ExplanationMaskAugment("gradcam", mode=mode, explainer_options={"target_layer": layer})
                 for mode in ("excon", "exconb")}
+    # The ExCon step with the other CAM methods at the same layer: native (issue #13) and, for Grad-CAM++, the
+    # pytorch-grad-cam backend those names went through before.
+    cam_augments = {name: exaug.ExplanationMaskAugment(name, mode="excon", explainer_options={"target_layer": layer})
+                    for name in CAM_IN_STEP}
 
     def supcon_step() -> None:
         z = model(torch.cat([v1, v2]))
@@ -87,17 +97,24 @@ def bench_step(args: argparse.Namespace, device: torch.device) -> dict[str, Any]
     def augment_only() -> None:
         augments["excon"](x, (v1, v2), y, classifier)
 
+    def cam_step(name: str) -> None:
+        batch = cam_augments[name](x, (v1, v2), y, classifier)
+        loss = supcon(batch.as_views(model(batch.images)), batch.labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
     model.train()
-    times = time_interleaved(
-        {"supcon": supcon_step, "excon": lambda: explained_step("excon"), "exconb": lambda: explained_step("exconb"),
-         "augment_only": augment_only},
-        repeats=args.repeats, warmup=2, device=device,
-    )
+    steps = {"supcon": supcon_step, "excon": lambda: explained_step("excon"),
+             "exconb": lambda: explained_step("exconb"), "augment_only": augment_only}
+    steps.update({f"excon[{name}]": (lambda name=name: cam_step(name)) for name in CAM_IN_STEP})
+    times = time_interleaved(steps, repeats=args.repeats, warmup=2, device=device)
     result = {
         "batch": b, "width": args.width, "layer": layer, "seconds": times,
         "excon_over_supcon": times["excon"] / times["supcon"],
         "exconb_over_supcon": times["exconb"] / times["supcon"],
         "augment_over_supcon": times["augment_only"] / times["supcon"],
+        "excon_cam_over_supcon": {name: times[f"excon[{name}]"] / times["supcon"] for name in CAM_IN_STEP},
     }
     print(f"\n## Training step, CIFAR ResNet-18 (width {args.width}), 32x32, batch {b}, Grad-CAM at {layer}")
     print(table([[k, times[k], times[k] / times["supcon"]] for k in times], ["step", "seconds", "x SupCon step"]))
@@ -489,6 +506,31 @@ def bench_saliency_cache(args: argparse.Namespace, classifier: nn.Module, x: tor
     return result
 
 
+def bench_cam_family(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """Native CAM family vs pytorch-grad-cam at layer4 (and layer2) of a CIFAR ResNet-18: ``cam_speed.py``'s rows."""
+    import cam_speed
+
+    layers = ("encoder.layer4",) if args.quick else ("encoder.layer4", "encoder.layer2")
+    rows = cam_speed.run(args.batch, args.width, layers, repeats=max(args.repeats // 2, 1), warmup=1, device=str(device))
+    print(f"\n## Native CAM family vs pytorch-grad-cam, CIFAR ResNet-18 (width {args.width}), batch {args.batch}")
+    print(table([[r["layer"], r["method"], r["native_s"], r["pgc_s"], r["speedup"]] for r in rows],
+                ["layer", "method", "native s", "pgc s", "pgc / native"]))
+    return {"batch": args.batch, "width": args.width, "rows": rows}
+
+
+def bench_cache_memory(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """SaliencyCache bytes per image at CIFAR and ImageNet sizes, per layout and dtype: ``cache_memory.py``'s rows."""
+    import cache_memory
+
+    settings, batch, width = (("cifar",), 2, 0.0625) if args.quick else (tuple(cache_memory.SETTINGS), 8, 0.25)
+    rows = [row for setting in settings for row in cache_memory.measure(setting, batch, width)]
+    print("\n## SaliencyCache memory per image (maps + flags + epoch stamp)")
+    print(table([[r["setting"], r["layout"], "x".join(map(str, r["map_size"])), r["dtype"], r["bytes_per_image"],
+                  r["dataset_megabytes"], r["max_abs_error"]] for r in rows],
+                ["setting", "layout", "map", "dtype", "bytes/image", "train set MB", "max |err| vs fresh"]))
+    return {"batch": batch, "rows": rows}
+
+
 def profiled_peak_bytes(fn: Callable[[], Any]) -> int:
     """Peak of torch's CPU tensor memory while ``fn`` runs, above the level at its start (bytes).
 
@@ -579,7 +621,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (smoke test)")
     parser.add_argument("--sections", nargs="+",
-                        default=["step", "gradcam", "views", "drop_increase", "explainers", "memory", "routing"])
+                        default=["step", "gradcam", "cam_family", "cache_memory", "views", "drop_increase",
+                                 "explainers", "memory", "routing"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args(argv)
@@ -603,7 +646,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.memory_batch = 256
     args.refresh_every = 10
     # routing last: it changes the process's malloc settings for its second measurement.
-    sections = {"step": bench_step, "gradcam": bench_gradcam, "views": bench_views,
+    sections = {"step": bench_step, "gradcam": bench_gradcam, "cam_family": bench_cam_family,
+                "cache_memory": bench_cache_memory, "views": bench_views,
                 "drop_increase": bench_drop_increase, "explainers": bench_explainers, "memory": bench_memory,
                 "routing": bench_routing}
     results = {name: sections[name](args, device) for name in sorted(args.sections, key=list(sections).index)}

@@ -229,7 +229,21 @@ def test_speed_quick():
         return math.isfinite(value) and value > 0
 
     results = speed.main(["--quick"])
-    assert {"step", "gradcam", "views", "drop_increase", "explainers", "memory", "routing"} <= set(results)
+    assert {"step", "gradcam", "cam_family", "cache_memory", "views", "drop_increase", "explainers", "memory",
+            "routing"} <= set(results)
+
+    step = results["step"]
+    for name, ratio in step["excon_cam_over_supcon"].items():
+        assert ratio == pytest.approx(step["seconds"][f"excon[{name}]"] / step["seconds"]["supcon"])
+    assert set(step["excon_cam_over_supcon"]) == set(speed.CAM_IN_STEP)
+    assert {r["method"] for r in results["cam_family"]["rows"]} == {
+        "gradcam", "gradcam++", "xgradcam", "layercam", "hirescam", "gradcam_elementwise", "eigencam"}
+    assert all(positive(r["native_s"]) and positive(r["pgc_s"]) for r in results["cam_family"]["rows"])
+    cache_rows = {(r["layout"], r["dtype"]): r for r in results["cache_memory"]["rows"]}
+    # Native 16x16 maps take a quarter of the 32x32 pixel maps' bytes; uint8 a quarter of float32.
+    assert cache_rows["native", "float32"]["bytes_per_image"] < cache_rows["pixel", "float32"]["bytes_per_image"]
+    assert cache_rows["native", "uint8"]["bytes_per_image"] < cache_rows["native", "float32"]["bytes_per_image"]
+    assert cache_rows["pixel", "float32"]["max_abs_error"] == 0.0
 
     explainers = results["explainers"]
     assert {row["explainer"] for row in explainers["rows"].values()} == {
