@@ -68,3 +68,21 @@ def test_invalid_cue_options_name_the_argument() -> None:
         SyntheticShapes("test", 4, spurious=True, mask_of="box")
     with pytest.raises(ValueError, match="mask_of='cue' needs spurious=True"):
         SyntheticShapes("test", 4, mask_of="cue")
+
+
+def test_run_config_dataset_options_reach_every_split() -> None:
+    from exaug.training import TrainConfig
+    from exaug.training.loaders import build_eval_dataset
+
+    config = TrainConfig(method="ce", dataset_options={"spurious": True, "test_cue": "flipped"}, image_size=16)
+    test = build_eval_dataset(config, "test", samples=30)
+    assert (test.cues != test.targets).all() and test.image_size == 16 and len(test) == 30
+    train = build_eval_dataset(config, "train", samples=30)
+    assert train.spurious and (train.cues == train.targets).any()
+    assert TrainConfig.from_dict(config.to_dict()).dataset_options == config.dataset_options
+    with pytest.raises(ValueError, match="dataset_options are for the synthetic dataset only"):
+        TrainConfig(dataset="cifar10", dataset_options={"spurious": True})
+    with pytest.raises(ValueError, match=r"dataset_options cannot set \['image_size'\]"):
+        TrainConfig(dataset_options={"image_size": 8})
+    with pytest.raises(ValueError, match="dataset_options must be a mapping"):
+        TrainConfig(dataset_options=[("spurious", True)])  # type: ignore[arg-type]
