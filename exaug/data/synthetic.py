@@ -4,8 +4,10 @@ Each image shows one shape whose identity is the class (circle, square, triangle
 scale, small rotation, aspect and colour, on a textured noisy background (a random base colour, smooth colour
 blobs, a faint grating and pixel noise). The exact object mask is known, so saliency can be scored against it.
 With ``spurious=True`` a coloured corner patch is added whose colour agrees with the class in the training split
-with probability ``spurious_strength`` and is random in the test split: a shortcut that a model can learn
-instead of the shape, and that explanations should expose.
+with probability ``spurious_strength`` and is random in the test split (or, with ``test_cue="flipped"``, always
+encodes another class than the label): a shortcut that a model can learn instead of the shape, and that
+explanations should expose. ``mask_of="cue"`` makes the cue patch the ground-truth region instead of the object,
+to measure how much saliency sits on the shortcut.
 
 Every random number is a counter-based hash of ``(seed, split, index, stream, element)``, so image ``i`` depends
 only on ``(seed, split, i)``, whatever ``num_samples`` is and in whichever order or batch it is rendered, and a
@@ -22,7 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-__all__ = ["SyntheticShapes", "SHAPE_NAMES", "render_shapes", "SYNTHETIC_MEAN", "SYNTHETIC_STD"]
+__all__ = ["SyntheticShapes", "SHAPE_NAMES", "render_shapes", "cue_region", "SYNTHETIC_MEAN", "SYNTHETIC_STD",
+           "TEST_CUES", "MASK_REGIONS"]
 
 SHAPE_NAMES: tuple[str, ...] = (
     "circle",
@@ -45,6 +48,10 @@ SYNTHETIC_MEAN: tuple[float, float, float] = (0.444, 0.447, 0.446)
 SYNTHETIC_STD: tuple[float, float, float] = (0.253, 0.254, 0.254)
 
 _SPLITS = {"train": 1, "test": 2}
+#: How the test split's cue picks its class (``test_cue``): uniformly among all classes, or among the others.
+TEST_CUES: tuple[str, ...] = ("random", "flipped")
+#: What ``SyntheticShapes.mask`` returns (``mask_of``): the object, or the spurious cue patch.
+MASK_REGIONS: tuple[str, ...] = ("object", "cue")
 _MASK32 = 0xFFFFFFFF
 _DEFAULT_SIZES = {"train": 5000, "test": 1000}
 # Images rendered per vectorised chunk (256 at 32x32): the int64 hash buffers (~6 MB) stay in cache, which
@@ -151,17 +158,42 @@ def _image_params(indices: Tensor, seed: int, split: str) -> tuple[Tensor, tuple
 
 
 def _cue_classes(
-    params: tuple[Tensor, ...], labels: Tensor, split: str, num_classes: int, spurious_strength: float
+    params: tuple[Tensor, ...],
+    labels: Tensor,
+    split: str,
+    num_classes: int,
+    spurious_strength: float,
+    test_cue: str = "random",
 ) -> Tensor:
     """Class encoded by the spurious patch, ``(B,)`` int64.
 
     Train: the label with probability ``spurious_strength``, otherwise another class chosen uniformly; test:
-    uniform over all classes (uninformative).
+    uniform over all classes (uninformative), or with ``test_cue="flipped"`` uniform over the classes other
+    than the label (misleading). The "other class" draw reads its own parameter column, which the random
+    test cue never reads, so flipping the cue changes no other pixel of the image.
     """
+    other = (labels + 1 + (params[_P_CUE_OTHER] * (num_classes - 1)).long().clamp(max=num_classes - 2)) % num_classes
     if split == "train":
-        offset = 1 + (params[_P_CUE_OTHER] * (num_classes - 1)).long().clamp(max=num_classes - 2)
-        return torch.where(params[_P_CUE_PICK] < spurious_strength, labels, (labels + offset) % num_classes)
+        return torch.where(params[_P_CUE_PICK] < spurious_strength, labels, other)
+    if test_cue == "flipped":
+        return other
     return (params[_P_CUE_PICK] * num_classes).long().clamp(max=num_classes - 1)
+
+
+def cue_region(image_size: int) -> Tensor:
+    """Where the spurious cue is drawn: the top-left ``max(2, S // 8)`` square, as an ``(S, S)`` bool mask.
+
+    Example:
+        >>> cue_region(16).nonzero().max(0).values.tolist()  # a 2x2 patch at the top left
+        [1, 1]
+
+    Shape:
+        - Output: ``(S, S)`` with ``S = image_size``.
+    """
+    patch = max(2, image_size // 8)
+    corner = torch.zeros(image_size, image_size, dtype=torch.bool)
+    corner[:patch, :patch] = True
+    return corner
 
 
 def render_shapes(
@@ -173,6 +205,7 @@ def render_shapes(
     image_size: int,
     spurious: bool = False,
     spurious_strength: float = 0.9,
+    test_cue: str = "random",
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Render the images with the given indices (the pure function behind :class:`SyntheticShapes`).
 
@@ -184,6 +217,7 @@ def render_shapes(
         image_size: see :class:`SyntheticShapes`.
         spurious: see :class:`SyntheticShapes`.
         spurious_strength: see :class:`SyntheticShapes`.
+        test_cue: see :class:`SyntheticShapes`.
 
     Returns:
         ``(images, masks, labels, cues)``: ``(B, 3, S, S)`` uint8 images, ``(B, 1, S, S)`` bool object masks,
@@ -229,10 +263,8 @@ def render_shapes(
 
     cues = torch.full_like(labels, -1)
     if spurious:
-        cues = _cue_classes(p, labels, split, num_classes, spurious_strength)
-        patch = max(2, size // 8)
-        corner = torch.zeros(size, size, dtype=torch.bool)
-        corner[:patch, :patch] = True
+        cues = _cue_classes(p, labels, split, num_classes, spurious_strength, test_cue)
+        corner = cue_region(size)
         image = torch.where(corner, _cue_palette(num_classes)[cues][:, :, None, None], image)
         inside &= ~corner
 
@@ -245,7 +277,8 @@ class SyntheticShapes(Dataset):
 
     ``dataset[i]`` is ``(transform(image), label)``, or ``(transform(image), label, mask)`` with
     ``return_mask=True``; ``image`` is a float32 ``(3, S, S)`` tensor in ``[0, 1]`` (multiples of 1/255),
-    ``label = i % num_classes`` (balanced classes), ``mask`` a ``(1, S, S)`` bool object mask. The transform
+    ``label = i % num_classes`` (balanced classes), ``mask`` a ``(1, S, S)`` bool object mask (the cue patch
+    with ``mask_of="cue"``). The transform
     only sees the image: apply geometric augmentations to images and masks together elsewhere (e.g. Kornia).
 
     Args:
@@ -260,6 +293,13 @@ class SyntheticShapes(Dataset):
             ``spurious_strength`` in train (otherwise another class), a uniformly random class in test. The
             patch is not part of the object mask.
         spurious_strength: train-split agreement probability of the cue, in ``[0, 1]``.
+        test_cue: the test split's cue: ``"random"`` (a uniformly random class, the default) or ``"flipped"``
+            (a uniformly random class other than the label, so the cue never agrees with it: accuracy on it
+            measures how far a model ignores the shortcut). Either way the images are otherwise identical
+            (same shapes, backgrounds and noise). The train split ignores it (its cue follows
+            ``spurious_strength``), so one set of options can describe both splits of a run.
+        mask_of: the region :meth:`mask` returns: ``"object"`` (the shape, default) or ``"cue"`` (the cue patch;
+            needs ``spurious``), e.g. to score how much saliency sits on the shortcut with localisation metrics.
         cache: render the whole split at construction and keep it (uint8 images and bool masks, ``4 S^2``
             bytes per image: 50k images of 32x32 take 205 MB); ``False`` renders each item on access instead
             (same pixels, no memory, ~1 ms per item).
@@ -282,6 +322,8 @@ class SyntheticShapes(Dataset):
         return_mask: bool = False,
         spurious: bool = False,
         spurious_strength: float = 0.9,
+        test_cue: str = "random",
+        mask_of: str = "object",
         cache: bool = True,
     ) -> None:
         if split not in _SPLITS:
@@ -296,6 +338,12 @@ class SyntheticShapes(Dataset):
             raise ValueError(f"image_size must be an int >= 8, got {image_size!r}")
         if not 0.0 <= spurious_strength <= 1.0:
             raise ValueError(f"spurious_strength must be a probability in [0, 1], got {spurious_strength!r}")
+        if test_cue not in TEST_CUES:
+            raise ValueError(f"test_cue must be one of {', '.join(TEST_CUES)}, got {test_cue!r}")
+        if mask_of not in MASK_REGIONS:
+            raise ValueError(f"mask_of must be one of {', '.join(MASK_REGIONS)}, got {mask_of!r}")
+        if mask_of == "cue" and not spurious:
+            raise ValueError("mask_of='cue' needs spurious=True: without the cue there is no cue patch")
         self.split = split
         self.num_samples = num_samples
         self.num_classes = num_classes
@@ -305,6 +353,8 @@ class SyntheticShapes(Dataset):
         self.return_mask = return_mask
         self.spurious = spurious
         self.spurious_strength = float(spurious_strength)
+        self.test_cue = test_cue
+        self.mask_of = mask_of
         self.classes = list(SHAPE_NAMES[:num_classes])
         self.targets = torch.arange(num_samples, dtype=torch.int64) % num_classes
         self._images: Tensor | None = None
@@ -318,7 +368,8 @@ class SyntheticShapes(Dataset):
         if not self.spurious:
             return torch.full((self.num_samples,), -1, dtype=torch.int64)
         _, params = _image_params(torch.arange(self.num_samples), self.seed, self.split)
-        return _cue_classes(params, self.targets, self.split, self.num_classes, self.spurious_strength)
+        return _cue_classes(params, self.targets, self.split, self.num_classes, self.spurious_strength,
+                            self.test_cue)
 
     def render(self, indices: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Render images ``indices`` ``(B,)`` from scratch (ignores the cache), in cache-sized chunks.
@@ -336,6 +387,7 @@ class SyntheticShapes(Dataset):
                 image_size=self.image_size,
                 spurious=self.spurious,
                 spurious_strength=self.spurious_strength,
+                test_cue=self.test_cue,
             )
             for i in range(0, max(indices.numel(), 1), chunk)
         ]
@@ -354,8 +406,10 @@ class SyntheticShapes(Dataset):
         return pixels.to(torch.float32) / 255.0
 
     def mask(self, index: int) -> Tensor:
-        """Object mask of image ``index``: ``(1, S, S)`` bool."""
+        """Object mask of image ``index`` (the cue patch with ``mask_of="cue"``): ``(1, S, S)`` bool."""
         index = self._check_index(index)
+        if self.mask_of == "cue":
+            return cue_region(self.image_size)[None]  # the same square in every image
         return self._masks[index] if self._masks is not None else self.render(torch.tensor([index]))[1][0]
 
     def __len__(self) -> int:
@@ -372,6 +426,10 @@ class SyntheticShapes(Dataset):
 
     def __repr__(self) -> str:
         cue = f", spurious_strength={self.spurious_strength}" if self.spurious else ""
+        if self.spurious and self.test_cue != "random":
+            cue += f", test_cue={self.test_cue!r}"
+        if self.mask_of != "object":
+            cue += f", mask_of={self.mask_of!r}"
         return (
             f"{type(self).__name__}(split={self.split!r}, num_samples={self.num_samples}, "
             f"num_classes={self.num_classes}, image_size={self.image_size}, seed={self.seed}{cue})"

@@ -40,6 +40,8 @@ class TrainConfig:
     dataset: str = _field("synthetic", "dataset name (synthetic, cifar10, cifar100, tinyimagenet, imagefolder, "
                                        "imagefolder-zip)")
     data_root: str | None = _field(None, "dataset folder (or zip file for imagefolder-zip)")
+    dataset_options: dict = _field({}, "extra constructor options of the dataset as a JSON object, for every split "
+                                        "(synthetic only), e.g. '{\"spurious\": true, \"spurious_strength\": 0.9}'")
     download: bool = _field(False, "download cifar10/cifar100 with torchvision when missing (needs internet)")
     model: str = _field("resnet50", "encoder: resnet18/34/50 (CIFAR stem) or tv:<torchvision model name>")
     width: float = _field(1.0, "channel width multiplier of the encoder (e.g. 0.25 for CPU smoke runs)")
@@ -158,6 +160,15 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or abs(value) > _FLOAT32_MAX:
                 raise ValueError(f"{name} must be a finite number of at most {_FLOAT32_MAX:.3g} (float32), got {value}")
+        if not isinstance(self.dataset_options, dict):
+            raise ValueError(f"dataset_options must be a mapping of option: value, got {self.dataset_options!r}")
+        if self.dataset_options and self.dataset != "synthetic":
+            raise ValueError(f"dataset_options are for the synthetic dataset only, got {sorted(self.dataset_options)} "
+                             f"for {self.dataset!r}")
+        owned = sorted({"split", "transform", "image_size", "num_samples"} & set(self.dataset_options))
+        if owned:  # the run sets these itself (image_size, train_samples / eval_samples)
+            raise ValueError(f"dataset_options cannot set {owned}: use the run's own options (image_size, "
+                             "train_samples, eval_samples)")
         if not isinstance(self.method_options, dict):
             raise ValueError(f"method_options must be a mapping of option: value, got {self.method_options!r}")
         # Each method family checks the options it reads; all of them run, so a bad value fails whatever the

@@ -109,7 +109,9 @@ def _with_transform(dataset: Dataset, transform: Any) -> Dataset:
 
 def _load(config: TrainConfig, split: str, size: int, samples: int | None) -> Dataset:
     """The raw split (no transform); for ``synthetic`` only the ``samples`` images that are used are rendered."""
-    options = {"image_size": size, "num_samples": samples} if config.dataset == "synthetic" else {}
+    options: dict[str, Any] = {}
+    if config.dataset == "synthetic":
+        options = {**config.dataset_options, "image_size": size, "num_samples": samples}
     return build_dataset(config.dataset, config.data_root, split, None, download=config.download,
                          skip_bad_images=config.skip_bad_images, **options)
 
