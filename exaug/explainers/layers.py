@@ -37,6 +37,9 @@ __all__ = [
     "MAX_EXTRA_TOKENS",
     "ReshapeTransform",
     "to_feature_map",
+    "layer_tensor",
+    "with_layer_tensor",
+    "tuple_output_tapped",
     "feature_map_layout",
     "check_layout",
     "unwrap_model",
@@ -107,6 +110,53 @@ def feature_map_layout(shape: torch.Size | tuple[int, ...], image_size: tuple[in
     return None
 
 
+def layer_tensor(output: Any) -> Tensor:
+    """The tensor a layer output holds: the output itself, or element 0 of a tuple / list.
+
+    Transformer blocks often return tuples (Hugging Face layers and attention modules: ``(hidden_states, ...)``);
+    their first element is the hidden states that flow on, so that is what a CAM reads.
+
+    Raises:
+        TypeError: neither a tensor nor a tuple / list starting with one.
+    """
+    if isinstance(output, Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
+        return output[0]
+    raise TypeError(
+        f"the target layer must output a tensor (or a tuple starting with one), got {type(output).__name__}"
+    )
+
+
+def with_layer_tensor(output: Any, tensor: Tensor) -> Any:
+    """``output`` with its :func:`layer_tensor` replaced by ``tensor`` (what a forward hook returns to swap it)."""
+    if isinstance(output, Tensor):
+        return tensor
+    return type(output)((tensor, *output[1:]))
+
+
+@contextlib.contextmanager
+def tuple_output_tapped(layer: nn.Module, tap: nn.Module) -> Iterator[nn.Module]:
+    """Inside the block, the tensor of every tuple output of ``layer`` (element 0) goes through ``tap``.
+
+    Libraries that hook a target layer (pytorch-grad-cam) expect its output to be a tensor; a transformer block that
+    returns ``(hidden_states, ...)`` is explained by hooking ``tap`` (e.g. an ``nn.Identity``) instead: its hooks
+    see the hidden states, and whatever ``tap`` returns flows on in their place. Tensor outputs are left alone. The
+    hook on ``layer`` is removed on exit.
+    """
+
+    def through_tap(module: nn.Module, inputs: Any, output: Any) -> Any:
+        if isinstance(output, Tensor):
+            return None
+        return with_layer_tensor(output, tap(layer_tensor(output)))
+
+    handle = layer.register_forward_hook(through_tap)
+    try:
+        yield tap
+    finally:
+        handle.remove()
+
+
 def to_feature_map(
     output: Tensor,
     reshape_transform: ReshapeTransform | None = None,
@@ -117,7 +167,8 @@ def to_feature_map(
     """A layer output as a ``(B, C, h, w)`` feature map (differentiable).
 
     Args:
-        output: the layer's output, ``(B, C, h, w)``, ``(B, N, C)`` tokens or ``(B, h, w, C)``.
+        output: the layer's output, ``(B, C, h, w)``, ``(B, N, C)`` tokens or ``(B, h, w, C)``; a tuple / list
+            output is read through its first element (:func:`layer_tensor`).
         reshape_transform: the user's own reading (pytorch-grad-cam's convention); overrides ``layout``.
         layout: ``"auto"`` (the rule in the module docstring), ``"nchw"``, ``"nhwc"`` or ``"tokens"``.
         image_size: ``(H, W)`` of the explained images: the aspect ratio the grid must have (``None``: square).
@@ -141,8 +192,7 @@ def to_feature_map(
         >>> to_feature_map(torch.randn(2, 4, 4, 32)).shape  # NHWC: only dims 1, 2 have the images' aspect ratio
         torch.Size([2, 32, 4, 4])
     """
-    if not isinstance(output, Tensor):
-        raise TypeError(f"the target layer must output a tensor, got {type(output).__name__}")
+    output = layer_tensor(output)
     if reshape_transform is not None:
         fmap = reshape_transform(output)
         if not isinstance(fmap, Tensor) or fmap.dim() != 4:
@@ -359,7 +409,9 @@ def find_default_cam_layer(model: nn.Module, images: Tensor,
                 seen_attention.append(name)
 
         def post(mod: nn.Module, inputs: Any, output: Any) -> None:
-            if not isinstance(output, Tensor):
+            try:
+                output = layer_tensor(output)
+            except TypeError:
                 return
             try:
                 fmap = to_feature_map(output, reshape_transform, layout=layout, image_size=size)
@@ -388,6 +440,10 @@ def find_default_cam_layer(model: nn.Module, images: Tensor,
     usable = {name for name, _, ok in finished if ok}
     if seen_attention:
         last = seen_attention[-1]
+        while (outer := last.rpartition(".")[0]) in seen_attention:
+            # Nested attention modules (transformers 4: ViTAttention holds ViTSelfAttention): the block's norm is
+            # a sibling of the outermost one.
+            last = outer
         block = last.rpartition(".")[0]
         modules = layer_paths(plain)
         order = started.index(last) if last in started else len(started)

@@ -134,7 +134,7 @@ class _FrozenSafeShapley(PGCExplainer):
     unsupported_dtypes = (torch.bfloat16,)
 
     def _create_cam(self) -> Any:
-        return _shapley_cam_type()(self.model, self._cam_layers(), reshape_transform=self._pgc_reshape)
+        return _shapley_cam_type()(self.logits_model, self._cam_layers(), reshape_transform=self._pgc_reshape)
 
 
 class _AllBiasedLayers(PGCExplainer):
