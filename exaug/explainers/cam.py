@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..utils.outputs import layer_tensor, logits_of, with_layer_tensor
 from .base import Explainer, targets_or_predicted
-from ..utils.outputs import logits_of
-from .layers import ReshapeTransform, layer_not_called_error, layer_tensor, to_feature_map, with_layer_tensor
+from .layers import ReshapeTransform, layer_not_called_error, to_feature_map
 from .registry import register_explainer
 
 # __all__ (the machinery, the template and one class per row of the table) is set at the end of the module.

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from ..utils.checks import non_negative_float, positive_int
 from ..utils.images import BASELINES, check_baseline, make_baseline
+from ..utils.outputs import layer_tensor, with_layer_tensor
 from .captum_base import (
     CHANNEL_REDUCTIONS,
     CaptumExplainer,
@@ -27,7 +28,6 @@ from .captum_base import (
     CaptumSampledExplainer,
     reduce_channels,
 )
-from .layers import layer_tensor, with_layer_tensor
 from .registry import register_explainer
 
 __all__ = [

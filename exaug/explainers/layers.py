@@ -8,7 +8,8 @@ layouts:
 * ``(B, N, C)``: a token sequence (ViT, DeiT, MLP-Mixer) whose last ``N - k`` tokens lie on an ``h x w`` grid with
   the images' aspect ratio. ``k`` (class, distillation, register tokens, always *leading*) is the smallest number in
   ``0..MAX_EXTRA_TOKENS`` for which ``N - k`` fits such a grid (a perfect square for square images);
-* ``(B, h, w, C)``: a channels-last (NHWC) stage output (timm Swin, ConvNeXt blocks in NHWC).
+* ``(B, h, w, C)``: a channels-last (NHWC) stage output (timm Swin, ConvNeXt blocks in NHWC);
+* a tuple ``(hidden_states, ...)`` (Hugging Face blocks and attention modules): read through its first element.
 
 A 4-D output is read as NCHW when its last two dimensions have the images' aspect ratio (within one cell) and as
 NHWC when only its middle two do; when both or neither fit (e.g. ``(B, 8, 8, 8)``) it is NCHW, PyTorch's convention.
@@ -31,15 +32,13 @@ import torch
 from torch import Tensor, nn
 
 from ..utils.isolation import isolated
+from ..utils.outputs import layer_tensor
 
 __all__ = [
     "LAYOUTS",
     "MAX_EXTRA_TOKENS",
     "ReshapeTransform",
     "to_feature_map",
-    "layer_tensor",
-    "with_layer_tensor",
-    "tuple_output_tapped",
     "feature_map_layout",
     "check_layout",
     "unwrap_model",
@@ -110,53 +109,6 @@ def feature_map_layout(shape: torch.Size | tuple[int, ...], image_size: tuple[in
     return None
 
 
-def layer_tensor(output: Any) -> Tensor:
-    """The tensor a layer output holds: the output itself, or element 0 of a tuple / list.
-
-    Transformer blocks often return tuples (Hugging Face layers and attention modules: ``(hidden_states, ...)``);
-    their first element is the hidden states that flow on, so that is what a CAM reads.
-
-    Raises:
-        TypeError: neither a tensor nor a tuple / list starting with one.
-    """
-    if isinstance(output, Tensor):
-        return output
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
-        return output[0]
-    raise TypeError(
-        f"the target layer must output a tensor (or a tuple starting with one), got {type(output).__name__}"
-    )
-
-
-def with_layer_tensor(output: Any, tensor: Tensor) -> Any:
-    """``output`` with its :func:`layer_tensor` replaced by ``tensor`` (what a forward hook returns to swap it)."""
-    if isinstance(output, Tensor):
-        return tensor
-    return type(output)((tensor, *output[1:]))
-
-
-@contextlib.contextmanager
-def tuple_output_tapped(layer: nn.Module, tap: nn.Module) -> Iterator[nn.Module]:
-    """Inside the block, the tensor of every tuple output of ``layer`` (element 0) goes through ``tap``.
-
-    Libraries that hook a target layer (pytorch-grad-cam) expect its output to be a tensor; a transformer block that
-    returns ``(hidden_states, ...)`` is explained by hooking ``tap`` (e.g. an ``nn.Identity``) instead: its hooks
-    see the hidden states, and whatever ``tap`` returns flows on in their place. Tensor outputs are left alone. The
-    hook on ``layer`` is removed on exit.
-    """
-
-    def through_tap(module: nn.Module, inputs: Any, output: Any) -> Any:
-        if isinstance(output, Tensor):
-            return None
-        return with_layer_tensor(output, tap(layer_tensor(output)))
-
-    handle = layer.register_forward_hook(through_tap)
-    try:
-        yield tap
-    finally:
-        handle.remove()
-
-
 def to_feature_map(
     output: Tensor,
     reshape_transform: ReshapeTransform | None = None,
@@ -168,7 +120,7 @@ def to_feature_map(
 
     Args:
         output: the layer's output, ``(B, C, h, w)``, ``(B, N, C)`` tokens or ``(B, h, w, C)``; a tuple / list
-            output is read through its first element (:func:`layer_tensor`).
+            output is read through its first element (:func:`~exaug.utils.outputs.layer_tensor`).
         reshape_transform: the user's own reading (pytorch-grad-cam's convention); overrides ``layout``.
         layout: ``"auto"`` (the rule in the module docstring), ``"nchw"``, ``"nhwc"`` or ``"tokens"``.
         image_size: ``(H, W)`` of the explained images: the aspect ratio the grid must have (``None``: square).

@@ -32,8 +32,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..utils.outputs import tuple_output_tapped
 from .base import Explainer
-from .layers import module_tree_restored, tuple_output_tapped
+from .layers import module_tree_restored
 from .randomness import RandomSource
 
 __all__ = ["PGCExplainer"]
@@ -150,7 +151,8 @@ class PGCExplainer(Explainer):
 
     def _create_cam(self) -> Any:
         cam_type = getattr(_pgc(), self.cam_class)
-        return cam_type(self.logits_model, self._cam_layers(), reshape_transform=self._pgc_reshape, **self._cam_kwargs())
+        return cam_type(self.logits_model, self._cam_layers(), reshape_transform=self._pgc_reshape,
+                        **self._cam_kwargs())
 
     def _pgc_targets(self, logits: Tensor, targets: Tensor) -> list[Any]:
         """One pgc target object per sample (pgc's interface is a Python list)."""

@@ -6,16 +6,22 @@ other libraries do not always return a tensor: Hugging Face ``transformers`` ret
 is the logits with ``return_dict=False``; other code returns a plain ``dict``. :func:`logits_of` reads all of them,
 and :class:`LogitsOnly` is the same reading as a module, for libraries (Captum, pytorch-grad-cam) that call the model
 themselves and index its output.
+
+Layers have the same problem one level down: transformer blocks often return ``(hidden_states, ...)``.
+:func:`layer_tensor` is the tensor a layer output holds (what a CAM reads), :func:`with_layer_tensor` swaps it in a
+forward hook, and :func:`tuple_output_tapped` lets a library that hooks a layer and expects a tensor hook an
+identity instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from torch import Tensor, nn
 
-__all__ = ["logits_of", "LogitsOnly"]
+__all__ = ["logits_of", "LogitsOnly", "layer_tensor", "with_layer_tensor", "tuple_output_tapped"]
 
 _EXPECTED = (
     "expected a tensor of logits, a mapping with a 'logits' entry (or a single tensor value), an object with a "
@@ -121,3 +127,53 @@ class LogitsOnly(nn.Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> Tensor:
         return logits_of(self.model(*args, **kwargs))
+
+
+# -- layer outputs ----------------------------------------------------------------------------------------------
+
+
+def layer_tensor(output: Any) -> Tensor:
+    """The tensor a layer output holds: the output itself, or element 0 of a tuple / list.
+
+    Transformer blocks often return tuples (Hugging Face layers and attention modules: ``(hidden_states, ...)``);
+    their first element is the hidden states that flow on, so that is what a CAM reads.
+
+    Raises:
+        TypeError: neither a tensor nor a tuple / list starting with one.
+    """
+    if isinstance(output, Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
+        return output[0]
+    raise TypeError(
+        f"the target layer must output a tensor (or a tuple starting with one), got {type(output).__name__}"
+    )
+
+
+def with_layer_tensor(output: Any, tensor: Tensor) -> Any:
+    """``output`` with its :func:`layer_tensor` replaced by ``tensor`` (what a forward hook returns to swap it)."""
+    if isinstance(output, Tensor):
+        return tensor
+    return type(output)((tensor, *output[1:]))
+
+
+@contextlib.contextmanager
+def tuple_output_tapped(layer: nn.Module, tap: nn.Module) -> Iterator[nn.Module]:
+    """Inside the block, the tensor of every tuple output of ``layer`` (element 0) goes through ``tap``.
+
+    Libraries that hook a target layer (pytorch-grad-cam) expect its output to be a tensor; a transformer block that
+    returns ``(hidden_states, ...)`` is explained by hooking ``tap`` (e.g. an ``nn.Identity``) instead: its hooks
+    see the hidden states, and whatever ``tap`` returns flows on in their place. Tensor outputs are left alone. The
+    hook on ``layer`` is removed on exit.
+    """
+
+    def through_tap(module: nn.Module, inputs: Any, output: Any) -> Any:
+        if isinstance(output, Tensor):
+            return None
+        return with_layer_tensor(output, tap(layer_tensor(output)))
+
+    handle = layer.register_forward_hook(through_tap)
+    try:
+        yield tap
+    finally:
+        handle.remove()
