@@ -170,15 +170,16 @@ class PGCExplainer(Explainer):
                 f"{type(self).__name__} cannot explain images of dtype {images.dtype}: pytorch-grad-cam converts the "
                 "model's tensors to numpy, which has no such type; explain a float32 copy of the model and images"
             )
-        assert self.layer is not None
-        # The logits forward also tells whether the target layer returns a tuple (pgc hooks need a tensor).
+        # The logits forward also tells whether the target layer returns a tuple (pgc hooks need a tensor);
+        # FullGrad has no single target layer.
         returns_tuple: list[bool] = []
-        probe = self.layer.register_forward_hook(
+        probe = None if self.layer is None else self.layer.register_forward_hook(
             lambda module, inputs, output: returns_tuple.append(not isinstance(output, Tensor)))
         try:
             logits, targets = self._forward_logits(images, targets)
         finally:
-            probe.remove()
+            if probe is not None:
+                probe.remove()
         self._tap = nn.Identity() if any(returns_tuple) else None
         self._image_size = (images.shape[-2], images.shape[-1])
         pgc_targets = self._pgc_targets(logits, targets)
@@ -189,7 +190,7 @@ class PGCExplainer(Explainer):
             stack.enter_context(module_tree_restored(self.model))
             stack.enter_context(_quiet_progress_bars())
             stack.enter_context(self.random.global_rngs(images.device))
-            if self._tap is not None:
+            if self._tap is not None and self.layer is not None:
                 stack.enter_context(tuple_output_tapped(self.layer, self._tap))
             if half:
                 handle = self.model.register_forward_pre_hook(_floating_args_cast_to(images.dtype))
