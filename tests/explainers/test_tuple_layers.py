@@ -125,3 +125,11 @@ def test_tuple_output_tapped_routes_element_0_through_the_tap_and_cleans_up():
     with tuple_output_tapped(linear, tap):
         linear(x)
     assert len(seen) == 1  # tensor outputs are left alone
+
+
+def test_ablation_cam_refuses_a_tuple_layer_clearly():
+    torch.manual_seed(0)
+    model = OldStyleViT().eval()
+    explainer = create_explainer("pgc.ablationcam", model, target_layer="layer.0")
+    with pytest.raises(ValueError, match=r"cannot ablate target_layer 'layer.0': it returns a tuple, not a tensor"):
+        explainer(torch.rand(1, 3, 32, 32))
