@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from ..explainers.base import Explainer, resolve_targets
 from ..utils.checks import check_images, check_labels
 from ..utils.isolation import isolated
+from ..utils.outputs import logits_of
 from .explaining import ExplainerSource, SaliencyFn, explain_normalized
 from .masking import Fill, apply_mask, check_fill, fill_like, keep_mask
 
@@ -385,7 +386,7 @@ class EDDAAugment(nn.Module):
         saliency, flat, logits = explanation.saliency, explanation.flat, explanation.logits
         if logits is None:  # perturbation backends and plain callables do not report logits
             with isolated(model), torch.no_grad():
-                logits = model(images)
+                logits = logits_of(model(images))
         return saliency, flat, logits.detach()
 
     def extra_repr(self) -> str:

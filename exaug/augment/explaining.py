@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from ..explainers.base import Explainer, Explanation, normalize_saliency
 from ..explainers.registry import resolve_explainer
 from ..utils.isolation import isolated
+from ..utils.outputs import logits_of
 
 __all__ = ["SaliencyFn", "ExplainerSource", "explain_normalized"]
 
@@ -111,7 +112,7 @@ def explain_normalized(
     with isolated(model):
         if targets is None:
             with torch.no_grad():
-                logits = model(images)
+                logits = logits_of(model(images))
             targets = logits.argmax(dim=1)
         raw = explainer(images.detach(), targets)
     expected = (images.shape[0], 1, *images.shape[-2:])

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from ..explainers.base import Explainer
 from ..utils.checks import check_images, check_indices, check_labels, check_model_output
 from ..utils.isolation import isolated
+from ..utils.outputs import logits_of
 from .batch import AugmentedBatch, MaskParams
 from .explaining import ExplainerSource, SaliencyFn, explain_normalized
 from .masking import Fill, apply_mask, check_fill, keep_mask
@@ -274,7 +275,7 @@ class ExplanationMaskAugment(nn.Module):
         keep = keep_mask(saliency, threshold=self.threshold, keep_fraction=self.keep_fraction, flat=flat)
         masked = apply_mask(originals, keep, self.fill, generator=generator)
         with isolated(model), torch.no_grad():
-            logits = model(masked)
+            logits = logits_of(model(masked))
         # A registry explainer asked for the labels of the whole batch has range-checked them already (one host
         # sync is enough). The "embeddings, not logits" test runs once per model, folded into the same sync.
         labels_checked = explained_all and isinstance(explainer, Explainer) and self.target == "label"

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from ..utils.checks import check_images, check_model_output
 from ..utils.isolation import isolated
+from ..utils.outputs import LogitsOnly, logits_of
 from .layers import (
     ReshapeTransform,
     check_layout,
@@ -200,6 +201,9 @@ class Explainer(abc.ABC):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module mapping images to logits, got {type(model).__name__}")
         self.model = unwrap_model(model)
+        # Libraries that call the model themselves (Captum, pytorch-grad-cam) index its output as logits: they get
+        # this view, which reads a mapping / ModelOutput / tuple output as its logits (transparent for tensors).
+        self.logits_model = LogitsOnly(self.model)
         self.layer_name: str | None = None
         self.layer: nn.Module | None = None
         if not self.uses_layer and (target_layer is not None or reshape_transform is not None or layout != "auto"):
@@ -309,10 +313,9 @@ class Explainer(abc.ABC):
             ``(logits, targets)``: ``(B, K)`` detached logits and ``(B,)`` int64 targets.
         """
         with torch.no_grad():
-            logits = self.model(images)
-        if not isinstance(logits, Tensor) or logits.dim() != 2:
-            shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-            raise ValueError(f"the model must return logits of shape (B, K), got {shape}")
+            logits = logits_of(self.model(images))
+        if logits.dim() != 2:
+            raise ValueError(f"the model must return logits of shape (B, K), got {tuple(logits.shape)}")
         return logits, targets_or_predicted(logits, targets)
 
     def extra_repr(self) -> str:

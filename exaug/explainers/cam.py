@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..utils.outputs import layer_tensor, logits_of, with_layer_tensor
 from .base import Explainer, targets_or_predicted
 from .layers import ReshapeTransform, layer_not_called_error, to_feature_map
 from .registry import register_explainer
@@ -61,7 +62,8 @@ def layer_activation_and_gradient(
     The model is run as it is (no mode switch, no isolation: :class:`CAMExplainer` adds those).
 
     Args:
-        model: maps ``(B, C, H, W)`` to logits ``(B, K)``.
+        model: maps ``(B, C, H, W)`` to logits ``(B, K)`` (or an output :func:`~exaug.utils.outputs.logits_of`
+            reads: a mapping, ``ModelOutput`` or tuple).
         layer: a submodule of ``model``; its output is read by :func:`~exaug.explainers.layers.to_feature_map`.
         images: ``(B, C, H, W)``.
         targets: ``(B,)`` int64 classes, or ``None`` for the predicted classes.
@@ -80,24 +82,23 @@ def layer_activation_and_gradient(
     """
     store: dict[str, Tensor] = {}
 
-    def keep_activation(module: nn.Module, inputs: Any, output: Any) -> Tensor | None:
-        if not isinstance(output, Tensor):
-            raise TypeError(f"the CAM target layer must output a tensor, got {type(output).__name__}")
+    def keep_activation(module: nn.Module, inputs: Any, output: Any) -> Any:
+        tensor = layer_tensor(output)  # element 0 of a tuple output (transformer blocks)
         if create_graph or not gradient:
-            store["activation"] = output
+            store["activation"] = tensor
             return None
         # The map needs gradients from the logits back to this layer only: the part of the network before it
         # ran without recording a graph, and the graph starts here (also works with frozen parameters).
         torch.set_grad_enabled(True)
-        output = output.detach().requires_grad_(True)
-        store["activation"] = output
-        return output
+        tensor = tensor.detach().requires_grad_(True)
+        store["activation"] = tensor
+        return with_layer_tensor(output, tensor)
 
     handle = layer.register_forward_hook(keep_activation)
     grad_mode = torch.is_grad_enabled()
     try:
         torch.set_grad_enabled(create_graph)
-        logits = model(images)
+        logits = logits_of(model(images))
     finally:
         torch.set_grad_enabled(grad_mode)
         handle.remove()
@@ -106,9 +107,8 @@ def layer_activation_and_gradient(
     output = store["activation"]
     size = (images.shape[-2], images.shape[-1])
     activation = to_feature_map(output, reshape_transform, layout=layout, image_size=size)
-    if not isinstance(logits, Tensor) or logits.dim() != 2:
-        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-        raise ValueError(f"the model must return logits of shape (B, K), got {shape}")
+    if logits.dim() != 2:
+        raise ValueError(f"the model must return logits of shape (B, K), got {tuple(logits.shape)}")
     targets = targets_or_predicted(logits.detach(), targets)
     if not gradient:
         return activation.detach(), None, logits.detach(), targets

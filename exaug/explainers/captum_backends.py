@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from ..utils.checks import non_negative_float, positive_int
 from ..utils.images import BASELINES, check_baseline, make_baseline
+from ..utils.outputs import layer_tensor, with_layer_tensor
 from .captum_base import (
     CHANNEL_REDUCTIONS,
     CaptumExplainer,
@@ -86,7 +87,7 @@ class IntegratedGradientsExplainer(CaptumPixelExplainer):
     def attributions(self, inputs: Tensor, targets: Tensor) -> Tensor:
         from captum.attr import IntegratedGradients
 
-        return IntegratedGradients(self.model).attribute(
+        return IntegratedGradients(self.logits_model).attribute(
             inputs,
             baselines=make_baseline(inputs, self.baseline),
             target=targets,
@@ -152,7 +153,7 @@ class SmoothGradExplainer(CaptumSampledExplainer):
     def attributions(self, inputs: Tensor, targets: Tensor) -> Tensor:
         from captum.attr import NoiseTunnel, Saliency
 
-        return NoiseTunnel(Saliency(self.model)).attribute(
+        return NoiseTunnel(Saliency(self.logits_model)).attribute(
             inputs,
             nt_type="smoothgrad",
             nt_samples=self.nt_samples,
@@ -228,7 +229,7 @@ class GradientShapExplainer(CaptumSampledExplainer):
                     f"a baselines tensor is a distribution (N, C, H, W) with (C, H, W) = {tuple(inputs.shape[1:])}, "
                     f"got {tuple(self.baselines.shape)}"
                 )
-            return GradientShap(self.model).attribute(
+            return GradientShap(self.logits_model).attribute(
                 inputs, baselines=distribution, n_samples=self.n_samples, stdevs=self.stdevs, target=targets
             )
         from captum.attr import NoiseTunnel
@@ -239,7 +240,7 @@ class GradientShapExplainer(CaptumSampledExplainer):
         # One batched call: the batch repeated once per baseline kind, each copy with its own baselines.
         stacked = inputs.detach().repeat(k, 1, 1, 1).requires_grad_(True)
         references = torch.cat([make_baseline(inputs, kind) for kind in kinds])
-        attributions = NoiseTunnel(InputBaselineXGradient(self.model)).attribute(
+        attributions = NoiseTunnel(InputBaselineXGradient(self.logits_model)).attribute(
             stacked,
             nt_type="smoothgrad",
             nt_samples=math.ceil(self.n_samples / k),
@@ -264,7 +265,7 @@ class _SimpleCaptumExplainer(CaptumPixelExplainer):
     def attributions(self, inputs: Tensor, targets: Tensor) -> Tensor:
         import captum.attr
 
-        method = getattr(captum.attr, self._captum_class)(self.model)
+        method = getattr(captum.attr, self._captum_class)(self.logits_model)
         with warnings.catch_warnings():
             # Guided backprop / deconvolution warn on every call that they set (and then remove) ReLU hooks.
             warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU activations")
@@ -361,7 +362,7 @@ class OcclusionExplainer(CaptumPixelExplainer):
         c, h, w = inputs.shape[1:]
         if self.window > min(h, w):
             raise ValueError(f"occlusion window {self.window} is larger than the images ({h}x{w})")
-        return Occlusion(self.model).attribute(
+        return Occlusion(self.logits_model).attribute(
             inputs,
             sliding_window_shapes=(c, self.window, self.window),
             strides=(c, self.stride, self.stride),
@@ -415,23 +416,24 @@ class CaptumLayerGradCamExplainer(CaptumExplainer):
         probe = nn.Identity()
         size = (inputs.shape[-2], inputs.shape[-1])
 
-        def read_through_probe(module: nn.Module, args: Any, output: Tensor) -> Tensor | None:
-            fmap = self.feature_map(output, size)
+        def read_through_probe(module: nn.Module, args: Any, output: Any) -> Any:
+            tensor = layer_tensor(output)  # element 0 of a tuple output (transformer blocks)
+            fmap = self.feature_map(tensor, size)
             probed = probe(fmap)
-            if fmap is output:  # an NCHW layer: Captum differentiates w.r.t. the output itself
+            if fmap is tensor:  # an NCHW layer: Captum differentiates w.r.t. the output itself
                 return None
             # output + R^T(p - p.detach()): the same value, and d(logit)/dp = R(d(logit)/d output) for the linear
             # reading R, so Captum sees the feature map and its gradient exactly as the native gradcam does.
             with torch.enable_grad():
-                leaf = output.detach().requires_grad_(True)
+                leaf = tensor.detach().requires_grad_(True)
                 (adjoint,) = torch.autograd.grad(
                     self.feature_map(leaf, size), leaf, grad_outputs=probed - probed.detach(), create_graph=True
                 )
-            return output + adjoint
+            return with_layer_tensor(output, tensor + adjoint)
 
         handle = self.layer.register_forward_hook(read_through_probe)
         try:
-            return LayerGradCam(self.model, probe).attribute(
+            return LayerGradCam(self.logits_model, probe).attribute(
                 inputs, target=targets, relu_attributions=self.relu_attributions
             )
         finally:

@@ -8,7 +8,8 @@ layouts:
 * ``(B, N, C)``: a token sequence (ViT, DeiT, MLP-Mixer) whose last ``N - k`` tokens lie on an ``h x w`` grid with
   the images' aspect ratio. ``k`` (class, distillation, register tokens, always *leading*) is the smallest number in
   ``0..MAX_EXTRA_TOKENS`` for which ``N - k`` fits such a grid (a perfect square for square images);
-* ``(B, h, w, C)``: a channels-last (NHWC) stage output (timm Swin, ConvNeXt blocks in NHWC).
+* ``(B, h, w, C)``: a channels-last (NHWC) stage output (timm Swin, ConvNeXt blocks in NHWC);
+* a tuple ``(hidden_states, ...)`` (Hugging Face blocks and attention modules): read through its first element.
 
 A 4-D output is read as NCHW when its last two dimensions have the images' aspect ratio (within one cell) and as
 NHWC when only its middle two do; when both or neither fit (e.g. ``(B, 8, 8, 8)``) it is NCHW, PyTorch's convention.
@@ -31,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from ..utils.isolation import isolated
+from ..utils.outputs import layer_tensor
 
 __all__ = [
     "LAYOUTS",
@@ -117,7 +119,8 @@ def to_feature_map(
     """A layer output as a ``(B, C, h, w)`` feature map (differentiable).
 
     Args:
-        output: the layer's output, ``(B, C, h, w)``, ``(B, N, C)`` tokens or ``(B, h, w, C)``.
+        output: the layer's output, ``(B, C, h, w)``, ``(B, N, C)`` tokens or ``(B, h, w, C)``; a tuple / list
+            output is read through its first element (:func:`~exaug.utils.outputs.layer_tensor`).
         reshape_transform: the user's own reading (pytorch-grad-cam's convention); overrides ``layout``.
         layout: ``"auto"`` (the rule in the module docstring), ``"nchw"``, ``"nhwc"`` or ``"tokens"``.
         image_size: ``(H, W)`` of the explained images: the aspect ratio the grid must have (``None``: square).
@@ -141,8 +144,7 @@ def to_feature_map(
         >>> to_feature_map(torch.randn(2, 4, 4, 32)).shape  # NHWC: only dims 1, 2 have the images' aspect ratio
         torch.Size([2, 32, 4, 4])
     """
-    if not isinstance(output, Tensor):
-        raise TypeError(f"the target layer must output a tensor, got {type(output).__name__}")
+    output = layer_tensor(output)
     if reshape_transform is not None:
         fmap = reshape_transform(output)
         if not isinstance(fmap, Tensor) or fmap.dim() != 4:
@@ -359,7 +361,9 @@ def find_default_cam_layer(model: nn.Module, images: Tensor,
                 seen_attention.append(name)
 
         def post(mod: nn.Module, inputs: Any, output: Any) -> None:
-            if not isinstance(output, Tensor):
+            try:
+                output = layer_tensor(output)
+            except TypeError:
                 return
             try:
                 fmap = to_feature_map(output, reshape_transform, layout=layout, image_size=size)
@@ -388,6 +392,10 @@ def find_default_cam_layer(model: nn.Module, images: Tensor,
     usable = {name for name, _, ok in finished if ok}
     if seen_attention:
         last = seen_attention[-1]
+        while (outer := last.rpartition(".")[0]) in seen_attention:
+            # Nested attention modules (transformers 4: ViTAttention holds ViTSelfAttention): the block's norm is
+            # a sibling of the outermost one.
+            last = outer
         block = last.rpartition(".")[0]
         modules = layer_paths(plain)
         order = started.index(last) if last in started else len(started)

@@ -88,13 +88,21 @@ class _FreshAblationLayer(_PGCWithOptions):
 
     def _attribute(self, images: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor]:
         assert self.layer is not None
-        shapes: list[torch.Size] = []  # one forward of one image, for the layout of the layer output
-        handle = self.layer.register_forward_hook(lambda module, inputs, output: shapes.append(output.shape))
+        shapes: list[Any] = []  # one forward of one image, for the layout of the layer output
+        handle = self.layer.register_forward_hook(
+            lambda module, inputs, output: shapes.append(getattr(output, "shape", type(output).__name__)))
         try:
             with torch.no_grad():
                 self.model(images[:1])
         finally:
             handle.remove()
+        if shapes and not isinstance(shapes[0], torch.Size):
+            # pgc swaps the layer for an AblationLayer that returns a tensor: the model's code after a layer that
+            # returns a tuple (``block(x)[0]``) would then read the wrong thing.
+            raise ValueError(
+                f"{type(self).__name__} cannot ablate target_layer {self.layer_name!r}: it returns a {shapes[0]}, "
+                "not a tensor; choose a layer that returns a tensor (e.g. the block's norm layer)"
+            )
         fmap = self.feature_map(torch.empty(shapes[0], device="meta"), (images.shape[-2], images.shape[-1]))
         self._channels_last = len(shapes[0]) != 4 or shapes[0][1] != fmap.shape[1]
         return super()._attribute(images, targets)
@@ -134,7 +142,7 @@ class _FrozenSafeShapley(PGCExplainer):
     unsupported_dtypes = (torch.bfloat16,)
 
     def _create_cam(self) -> Any:
-        return _shapley_cam_type()(self.model, self._cam_layers(), reshape_transform=self._pgc_reshape)
+        return _shapley_cam_type()(self.logits_model, self._cam_layers(), reshape_transform=self._pgc_reshape)
 
 
 class _AllBiasedLayers(PGCExplainer):

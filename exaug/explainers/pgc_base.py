@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..utils.outputs import tuple_output_tapped
 from .base import Explainer
 from .layers import module_tree_restored
 from .randomness import RandomSource
@@ -127,13 +128,16 @@ class PGCExplainer(Explainer):
             raise ValueError(f"{type(self).__name__} is deterministic: it takes no seed or generator")
         self.random = RandomSource(seed, generator)
         self._image_size: tuple[int, int] | None = None
+        # Set per call when the target layer returns a tuple (transformer blocks): pgc then hooks this identity,
+        # which sees the layer's hidden states (see tuple_output_tapped).
+        self._tap: nn.Module | None = None
         self.aug_smooth = bool(aug_smooth)
         self.eigen_smooth = bool(eigen_smooth)
 
     # -- steps that subclasses adapt ------------------------------------------------------------------------
     def _cam_layers(self) -> list[nn.Module]:
         assert self.layer is not None
-        return [self.layer]
+        return [self.layer if self._tap is None else self._tap]
 
     def _cam_kwargs(self) -> dict[str, Any]:
         """Extra constructor arguments of the pgc class."""
@@ -147,7 +151,8 @@ class PGCExplainer(Explainer):
 
     def _create_cam(self) -> Any:
         cam_type = getattr(_pgc(), self.cam_class)
-        return cam_type(self.model, self._cam_layers(), reshape_transform=self._pgc_reshape, **self._cam_kwargs())
+        return cam_type(self.logits_model, self._cam_layers(), reshape_transform=self._pgc_reshape,
+                        **self._cam_kwargs())
 
     def _pgc_targets(self, logits: Tensor, targets: Tensor) -> list[Any]:
         """One pgc target object per sample (pgc's interface is a Python list)."""
@@ -165,7 +170,17 @@ class PGCExplainer(Explainer):
                 f"{type(self).__name__} cannot explain images of dtype {images.dtype}: pytorch-grad-cam converts the "
                 "model's tensors to numpy, which has no such type; explain a float32 copy of the model and images"
             )
-        logits, targets = self._forward_logits(images, targets)
+        # The logits forward also tells whether the target layer returns a tuple (pgc hooks need a tensor);
+        # FullGrad has no single target layer.
+        returns_tuple: list[bool] = []
+        probe = None if self.layer is None else self.layer.register_forward_hook(
+            lambda module, inputs, output: returns_tuple.append(not isinstance(output, Tensor)))
+        try:
+            logits, targets = self._forward_logits(images, targets)
+        finally:
+            if probe is not None:
+                probe.remove()
+        self._tap = nn.Identity() if any(returns_tuple) else None
         self._image_size = (images.shape[-2], images.shape[-1])
         pgc_targets = self._pgc_targets(logits, targets)
         # Half precision: pgc gets a float32 leaf (its input gradient and ScoreCAM's masked copies go through numpy /
@@ -175,6 +190,8 @@ class PGCExplainer(Explainer):
             stack.enter_context(module_tree_restored(self.model))
             stack.enter_context(_quiet_progress_bars())
             stack.enter_context(self.random.global_rngs(images.device))
+            if self._tap is not None and self.layer is not None:
+                stack.enter_context(tuple_output_tapped(self.layer, self._tap))
             if half:
                 handle = self.model.register_forward_pre_hook(_floating_args_cast_to(images.dtype))
                 stack.callback(handle.remove)

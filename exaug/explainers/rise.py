@@ -273,7 +273,7 @@ class RISEExplainer(_RandomMaskExplainer):
         use_softmax = self.resolved_score(logits.shape[1]) == "softmax"
 
         def score_fn(masked: Tensor, rows: Tensor) -> Tensor:
-            out = self.model(masked)
+            out = self.logits_model(masked)
             if use_softmax:
                 out = _at_least_float32(out).softmax(dim=1)
             return out.gather(1, targets[rows].unsqueeze(1)).squeeze(1)
@@ -330,7 +330,7 @@ class RELAXExplainer(_RandomMaskExplainer):
         unmasked = F.normalize(_at_least_float32(reference).flatten(1), dim=1)
 
         def score_fn(masked: Tensor, rows: Tensor) -> Tensor:
-            masked_reps = F.normalize(_at_least_float32(self.model(masked)).flatten(1), dim=1)
+            masked_reps = F.normalize(_at_least_float32(self.logits_model(masked)).flatten(1), dim=1)
             return (masked_reps * unmasked[rows]).sum(dim=1)
 
         s1, s2, weight, mean = self._moments(images, score_fn)
@@ -343,7 +343,7 @@ class RELAXExplainer(_RandomMaskExplainer):
         check_finite_images(check_images(images))
         images = images.detach()
         with isolated(self.model), torch.no_grad():
-            return self._relax(images, self.model(images))
+            return self._relax(images, self.logits_model(images))
 
     def _attribute(self, images: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor]:
         representation, targets = self._forward_logits(images, targets)

@@ -46,6 +46,7 @@ from torch import Tensor, nn
 
 from ..explainers import Explainer, resolve_explainer
 from ..utils.isolation import isolated
+from ..utils.outputs import logits_of
 
 __all__ = ["REDUCTIONS", "Direction", "Metric", "explainer_from"]
 
@@ -203,8 +204,8 @@ def predict(model: nn.Module, images: Tensor, batch_size: int | None = None) -> 
     """Logits ``(B, K)`` of ``model`` in eval mode without autograd, in chunks of ``batch_size`` images."""
     with isolated(model), torch.no_grad():
         if batch_size is None or images.shape[0] <= batch_size:
-            return model(images)
-        return torch.cat([model(chunk) for chunk in images.split(batch_size)])
+            return logits_of(model(images))
+        return torch.cat([logits_of(model(chunk)) for chunk in images.split(batch_size)])
 
 
 def normalisation(mean: Any, std: Any, images: Tensor) -> tuple[Tensor, Tensor]:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..utils.isolation import isolated
+from ..utils.outputs import logits_of
 from ..utils.checks import check_images, check_labels
 from .base import Metric, check_model, normalisation, predict
 
@@ -187,7 +188,7 @@ def _input_gradient_sign(model: nn.Module, pixels: Tensor, labels: Tensor, mean:
     """Sign of d(sum cross-entropy)/d(pixels), the model isolated (eval mode, parameter .grad untouched)."""
     with isolated(model), torch.enable_grad():
         x = pixels.detach().requires_grad_(True)
-        loss = F.cross_entropy(model((x - mean) / std), labels, reduction="sum")
+        loss = F.cross_entropy(logits_of(model((x - mean) / std)), labels, reduction="sum")
         (grad,) = torch.autograd.grad(loss, x)
     return grad.sign()
 

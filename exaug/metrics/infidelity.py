@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from ..explainers import Explainer
 from ..utils.isolation import isolated
+from ..utils.outputs import logits_of
 from ..utils.checks import check_images, check_labels
 from .base import Metric, check_model, explainer_from, predict
 
@@ -184,7 +185,7 @@ def infidelity(
     perturb = _perturb_func(perturbation, noise_std, max_square, square_baseline, generator)
 
     def forward(x: Tensor) -> Tensor:
-        logits = model(x)
+        logits = logits_of(model(x))
         return logits if output == "logit" else logits.softmax(dim=1)
 
     with isolated(model), torch.no_grad():

@@ -25,7 +25,7 @@ def run(code: str) -> dict:
 
 def test_every_example_is_listed():
     assert list(examples()) == ["SupContrast's `SupConResNet` + `LinearClassifier`", "A timm CNN", "A ViT",
-                                "A DDP-wrapped encoder"]
+                                "A Hugging Face model", "A DDP-wrapped encoder"]
 
 
 def test_supcontrast_example_and_its_warning():
@@ -59,3 +59,11 @@ def test_vit_example():
 @TOKEN_LAYERS
 def test_ddp_example():
     assert run(examples()["A DDP-wrapped encoder"])["maps"].shape == (2, 1, 32, 32)
+
+
+def test_hugging_face_example():
+    pytest.importorskip("transformers")
+    ns = run(examples()["A Hugging Face model"])
+    assert ns["maps"].shape == (4, 1, 32, 32)
+    assert ns["explainer"].layer_name.endswith(".1.layernorm_before")  # vit.layers (5.x) or vit.encoder.layer (4.x)
+    assert ns["batch"].images.shape[1:] == (3, 32, 32)
