@@ -23,7 +23,8 @@ space, i.e. the dataset mean, true-label targets); CIFAR ResNet-18 x0.25 (as ``c
 5 seeds; validation on 500 test images, evaluation on 500 others (insertion / deletion with 16 steps). Per seed
 that is 20 warm-up epochs, 25 branch epochs and 7 evaluations. ``--estimate-only`` (CPU time of 2-step epochs,
 i.e. an idle machine) put it at 80 to 90 minutes with ``--jobs 2`` (two measurements), leaving room for the
-optimism about two processes sharing memory bandwidth. Why two thirds warm-up: ExCon's masks only become positives when the
+optimism about two processes sharing memory bandwidth.
+Why two thirds warm-up: ExCon's masks only become positives when the
 masked image is classified correctly, so the classifier must be trained before the branches mean anything; 3,000
 images or 12 warm-up epochs would exceed the budget (each warm-up epoch costs 2 x 5 epochs, each branch epoch 5 x
 5). The price: the branches run on the tail of the cosine (lr from 0.25 to 0.001 of the peak), where any method's
