@@ -64,6 +64,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "Example (paper recipe, CIFAR-100, ExConB):\n"
             "  exaug train --method exconb --dataset cifar100 --data-root ~/data --model resnet50 --epochs 200 \\\n"
             "      --batch-size 256 --lr 0.5 --temperature 0.1 --exp-start-epoch 50 --seed 1 --out runs/x\n"
+            "Branch from a warm-up (the first 10 of 20 SupCon epochs, then ExCon from the same state):\n"
+            "  exaug train --method supcon --epochs 20 --stop-after 10 --out runs/warm ...\n"
+            "  exaug train --method excon --epochs 20 --exp-start-epoch 10 --init-from runs/warm --out runs/excon ...\n"
             "Multi-GPU: torchrun --nproc_per_node=4 -m exaug train ..."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -76,7 +79,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="with --resume: apply options that differ from the checkpoint's (lr, batch size, seed, "
                              "...) and record them with their epoch in config.json and metrics.jsonl; without it "
                              "such a resume is refused with the list of differences")
-    add_trust_argument(safety, "last.pt (with --resume)")
+    add_trust_argument(safety, "last.pt (with --resume) or the --init-from checkpoint")
     safety.add_argument("--check-data", action="store_true",
                         help="decode every image of the train and test splits, print a report and exit "
                              "(0: all readable, 1: some are not); no training")

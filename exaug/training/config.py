@@ -132,6 +132,13 @@ class TrainConfig:
     sync_bn: bool = _field(False, "SyncBatchNorm under torchrun")
     out: str = _field("runs/exaug", "output folder")
     resume: bool = _field(False, "continue from <out>/last.pt")
+    init_from: str | None = _field(None, "branch from another run: its folder or .pt checkpoint (its last.pt) gives "
+                                         "the weights, optimiser state, schedule position, epoch counter and RNG "
+                                         "state; the method and its options may differ, the model, data, batch size "
+                                         "and seed may not (docs/training.md, 'Branching from a warm-up')")
+    stop_after: int | None = _field(None, "end this invocation after this many epochs (counted from epoch 0; the "
+                                          "schedule still spans --epochs): a warm-up to branch from, or a run in "
+                                          "pieces continued with --resume")
     quiet: bool = _field(False, "no progress bars (one line per epoch)")
     tensorboard: bool = _field(False, "also log to TensorBoard (if installed)")
     # experiment tracking (exaug.training.trackers)
@@ -146,8 +153,10 @@ class TrainConfig:
         for name, value in positive.items():
             if not value > 0:
                 raise ValueError(f"{name} must be positive, got {value}")
-        if self.threads is not None:
-            positive_int("threads", self.threads)
+        for name in ("threads", "stop_after"):
+            positive_int(name, getattr(self, name), allow_none=True)
+        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from):
+            raise ValueError(f"init_from must be the path of a run folder or checkpoint, got {self.init_from!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if not 0.0 <= self.mask_threshold <= 1.0:

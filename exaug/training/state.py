@@ -5,11 +5,14 @@ A checkpoint must load with ``torch.load(..., weights_only=True)`` (see :mod:`ex
 holds tensors, plain containers, numbers and strings only: NumPy's and Python's RNG states are converted to
 tensors here and back on resume (:func:`rng_state`, :func:`set_rng_state`). :func:`validate_checkpoint` checks
 the structure of a loaded checkpoint before anything is restored, and :func:`config_changes` lists the options
-of a resumed run that differ from the checkpoint's.
+of a resumed run that differ from the checkpoint's. :func:`resume_training` continues a run from its own
+``last.pt``; :func:`branch_training` starts a new run (a branch) from another run's, through the same
+:func:`restore_state`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from pathlib import Path
@@ -21,13 +24,14 @@ from torch import Tensor
 
 from .. import __version__
 from ..utils.checkpoint import CheckpointError, load_checkpoint
+from .methods import get_method
 
 if TYPE_CHECKING:  # the trainer imports this module
     from .trainer import Trainer
 
-__all__ = ["CHECKPOINT_KEYS", "NEUTRAL_OPTIONS", "OptionChange", "accepted_changes", "apply_optimizer_options",
-           "config_changes", "describe_changes", "resume_training", "rng_state", "set_rng_state", "training_state",
-           "validate_checkpoint"]
+__all__ = ["BRANCH_FIXED_OPTIONS", "CHECKPOINT_KEYS", "NEUTRAL_OPTIONS", "OptionChange", "accepted_changes",
+           "apply_current_options", "apply_optimizer_options", "branch_training", "config_changes", "describe_changes",
+           "restore_state", "resume_training", "rng_state", "set_rng_state", "training_state", "validate_checkpoint"]
 
 #: Keys every ``last.pt`` / ``best.pt`` holds (checked on resume and by :func:`~exaug.training.load_run`).
 CHECKPOINT_KEYS = ("config", "epoch", "model", "classifier", "optimizers", "schedulers")
@@ -36,8 +40,12 @@ CHECKPOINT_KEYS = ("config", "epoch", "model", "classifier", "optimizers", "sche
 #: may change them freely. Every other option changes the run's meaning and needs ``--allow-changes``.
 NEUTRAL_OPTIONS = frozenset({
     "out", "resume", "quiet", "tensorboard", "workers", "device", "compile", "channels_last", "data_root",
-    "download", "skip_bad_images", "threads", "saliency_cache_device", "logger",
+    "download", "skip_bad_images", "threads", "saliency_cache_device", "logger", "stop_after",
 })
+
+#: Options a branch (``init_from``) must share with its warm-up: the networks, the data and its order.
+BRANCH_FIXED_OPTIONS = ("model", "width", "head", "feat_dim", "image_size", "dataset", "train_samples",
+                        "eval_samples", "val_fraction", "batch_size", "seed")
 
 #: ``{"option": name, "old": value, "new": value, "epoch": first epoch run with the new value}``.
 OptionChange = dict
@@ -199,6 +207,7 @@ def training_state(trainer: "Trainer", next_epoch: int) -> dict[str, Any]:
         "rng": rng_state(),
         "history": t.history,
         "changes": t.changes,
+        "branched_from": t.branched_from,
     }
 
 
@@ -223,6 +232,25 @@ def resume_training(trainer: "Trainer") -> list[OptionChange]:
         raise CheckpointError(f"cannot --resume: {err}. Nothing was overwritten.") from err
     start_epoch = int(state["epoch"])
     changes = accepted_changes(t, state["config"], path, start_epoch)
+    restore_state(t, state, path, "--resume", method_state=True)
+    if changes:
+        apply_current_options(t)
+    t.start_epoch = start_epoch
+    t.best_val = float(state.get("best_val", -1.0))
+    t.history = list(state.get("history", []))
+    t.changes = [*state.get("changes", []), *changes]
+    t.branched_from = state.get("branched_from")
+    return changes
+
+
+def restore_state(t: "Trainer", state: Mapping[str, Any], path: Path, flag: str, *, method_state: bool) -> None:
+    """Load a validated checkpoint's networks, optimisers, schedules, AMP scaler, saliency cache and RNG states
+    into ``t`` (the part resume and branching share); ``method_state``: also the method's own state.
+
+    Raises:
+        CheckpointError: the checkpoint does not fit the trainer's networks or optimisers (``flag`` names the
+            option that loaded it).
+    """
     try:
         t.model.load_state_dict(state["model"])
         t.classifier.load_state_dict(state["classifier"])
@@ -231,26 +259,90 @@ def resume_training(trainer: "Trainer") -> list[OptionChange]:
         t.encoder_scheduler.load_state_dict(state["schedulers"]["encoder"])
         t.classifier_scheduler.load_state_dict(state["schedulers"]["classifier"])
         t.scaler.load_state_dict(state.get("scaler") or {})
-        # Absent from checkpoints written before methods were plugins (their methods kept no state).
-        t.method.load_state_dict(state.get("method_state", {}))
+        if method_state:  # absent from checkpoints written before methods were plugins (their methods kept none)
+            t.method.load_state_dict(state.get("method_state", {}))
         cache_state = state.get("saliency_cache")  # absent before the cache was checkpointed
         if t.saliency_cache is not None and cache_state is not None and not t.ctx.enabled:
             t.saliency_cache.load_state_dict(cache_state)
         set_rng_state(state["rng"])
     except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as err:
         text = " ".join(str(err).split())[:300]
-        raise CheckpointError(f"cannot --resume: checkpoint {str(path)!r} does not fit this run "
+        raise CheckpointError(f"cannot {flag}: checkpoint {str(path)!r} does not fit this run "
                               f"({type(err).__name__}: {text}). Nothing was overwritten.") from err
-    if changes:
-        c = t.config
-        apply_optimizer_options(t.encoder_optimizer, t.encoder_scheduler, c.lr, momentum=c.momentum,
-                                weight_decay=c.weight_decay)
-        apply_optimizer_options(t.classifier_optimizer, t.classifier_scheduler, c.classifier_lr, momentum=c.momentum)
+
+
+def apply_current_options(t: "Trainer") -> None:
+    """Make the restored optimisers follow the run's current options and schedule horizon
+    (:func:`apply_optimizer_options` on both)."""
+    c = t.config
+    apply_optimizer_options(t.encoder_optimizer, t.encoder_scheduler, c.lr, momentum=c.momentum,
+                            weight_decay=c.weight_decay)
+    apply_optimizer_options(t.classifier_optimizer, t.classifier_scheduler, c.classifier_lr, momentum=c.momentum)
+
+
+def branch_training(trainer: "Trainer") -> list[OptionChange]:
+    """Start ``trainer`` where another run's checkpoint (``config.init_from``) left off: a branch.
+
+    Restores what :func:`resume_training` restores (networks, optimisers, schedule position, epoch counter, AMP
+    scaler, RNG states; the method's own state only when the method is the same), so a branch with the warm-up's
+    method and options equals continuing the warm-up. The method and its options may differ within the
+    warm-up's family (contrastive ``supcon`` -> ``excon`` / ``exconb``; joint ``ce`` -> ``edda``): the optimisers
+    then follow the branch's options and schedule horizon (as a resume with changes). The branch's history and
+    best validation start empty. The checkpoint is only read; its resolved path, SHA-256, epoch, method and the
+    options that differ are kept in ``trainer.branched_from`` (``config.json`` / ``summary.json``
+    ``resolved.branched_from``). Returns ``[]``: nothing changed within the branch itself.
+
+    Raises:
+        CheckpointError: the checkpoint is missing, corrupt, unsafe, of another method family, from a run with
+            another model / data / batch size / seed (naming the option), or does not fit the networks.
+    """
+    t = trainer
+    given = Path(str(t.config.init_from))
+    path = given / "last.pt" if given.is_dir() else given
+    try:
+        state = load_checkpoint(path, required_keys=CHECKPOINT_KEYS, trust=t.trust_checkpoint or None)
+        validate_checkpoint(state, path, t.total_epochs)
+    except CheckpointError as err:
+        raise CheckpointError(f"cannot --init-from: {err}. Nothing was written.") from err
+    saved, current = state["config"], t.config.to_dict()
+    for option in BRANCH_FIXED_OPTIONS:
+        if option in saved and saved[option] != current[option]:
+            raise CheckpointError(
+                f"cannot --init-from {str(path)!r}: option {option!r} is {current[option]!r} here but "
+                f"{saved[option]!r} in the warm-up; a branch keeps the warm-up's {', '.join(BRANCH_FIXED_OPTIONS)}. "
+                "Nothing was written.")
+    _check_same_family(str(saved.get("method")), t.config.method, path)
+    start_epoch = int(state["epoch"])
+    same_method = saved.get("method") == t.config.method
+    restore_state(t, state, path, "--init-from", method_state=same_method)
+    apply_current_options(t)  # the branch's lr / horizon; bit for bit the restored values when unchanged
     t.start_epoch = start_epoch
-    t.best_val = float(state.get("best_val", -1.0))
-    t.history = list(state.get("history", []))
-    t.changes = [*state.get("changes", []), *changes]
-    return changes
+    t.branched_from = {
+        "path": str(path.resolve()), "sha256": _sha256(path), "epoch": start_epoch, "method": saved.get("method"),
+        "changes": [c for c in config_changes(saved, current, start_epoch) if c["option"] != "init_from"],
+    }
+    return []
+
+
+def _check_same_family(saved_method: str, method: str, path: Path) -> None:
+    """A branch's optimiser must train the same parameters as the warm-up's (its state is restored)."""
+    try:
+        joint = get_method(saved_method).joint
+    except ValueError as err:
+        raise CheckpointError(f"cannot --init-from {str(path)!r}: its method is unknown here ({err})") from err
+    if joint != get_method(method).joint:
+        family = {True: "joint (ce, edda, ...)", False: "contrastive (supcon, excon, exconb, ...)"}
+        raise CheckpointError(
+            f"cannot --init-from {str(path)!r}: method {method!r} is {family[not joint]} but the warm-up's "
+            f"{saved_method!r} is {family[joint]}; their optimisers train different parameters. Nothing was written.")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _resume_unstarted(t: "Trainer", path: Path) -> list[OptionChange]:
@@ -263,7 +355,9 @@ def _resume_unstarted(t: "Trainer", path: Path) -> list[OptionChange]:
     except ValueError as err:
         raise CheckpointError(f"cannot --resume: {str(saved_json)!r} is not JSON ({err}). "
                               "Nothing was overwritten.") from err
-    return accepted_changes(t, saved if isinstance(saved, dict) else {}, saved_json, 0)
+    changes = accepted_changes(t, saved if isinstance(saved, dict) else {}, saved_json, 0)
+    # A branch that never finished an epoch starts again from its warm-up.
+    return branch_training(t) if t.config.init_from else changes
 
 
 def accepted_changes(trainer: "Trainer", saved: Mapping[str, Any], path: Path, start_epoch: int) -> list[OptionChange]:

@@ -40,7 +40,7 @@ from .logger import MetricsLogger
 from .methods import TrainingMethod, create_method, describe_methods
 from .progress import ProgressBars, epoch_line
 from .schedule import cosine_factor, seed_everything, stage_seed
-from .state import CHECKPOINT_KEYS, describe_changes, resume_training, training_state
+from .state import CHECKPOINT_KEYS, branch_training, describe_changes, resume_training, training_state
 from .trackers import epoch_saliency_grids
 
 __all__ = ["CHECKPOINT_KEYS", "Trainer", "TrainingDiverged", "build_networks", "cosine_factor", "describe_methods",
@@ -117,6 +117,8 @@ class Trainer:
 
         self.method: TrainingMethod = create_method(config.method, self)
         self.total_epochs = self.method.total_epochs(config)
+        #: One past the last epoch this invocation runs (``stop_after``; the schedules still span the whole run).
+        self.stop_epoch = min(self.total_epochs, config.stop_after or self.total_epochs)
         self._build_optimizers()
         self._build_explanation_settings()
         self.method.setup()
@@ -130,6 +132,8 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         #: Options changed on resume (``--allow-changes``, longer ``--epochs``): ``{option, old, new, epoch}``.
         self.changes: list[dict[str, Any]] = []
+        #: With ``init_from``: the warm-up checkpoint's path, SHA-256, epoch, method and the options that differ.
+        self.branched_from: dict[str, Any] | None = None
 
     def __getattr__(self, name: str) -> Any:
         # Only reached when normal lookup fails: read-only access to the method's attributes.
@@ -196,7 +200,8 @@ class Trainer:
 
     # -- public API -----------------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
-        """Train (or resume) to the end; returns the summary that is also written to ``summary.json``.
+        """Train (resume, or branch from ``init_from``) to the end, or to ``stop_after`` (``status="stopped"``);
+        returns the summary that is also written to ``summary.json``.
 
         A ``KeyboardInterrupt`` writes ``interrupted.pt`` (the state mid-epoch, so nothing trained is lost) next
         to ``last.pt`` (the last completed epoch, from which ``--resume`` continues exactly) and returns a
@@ -204,7 +209,7 @@ class Trainer:
         """
         c = self.config
         # Nothing in the folder is written before the checkpoint (or the folder's emptiness) is validated.
-        new_changes = self._resume() if c.resume else []
+        new_changes = self._resume() if c.resume else branch_training(self) if c.init_from else []
         if not c.resume:
             self._refuse_existing_run()
         if self.ctx.is_main:
@@ -217,7 +222,7 @@ class Trainer:
         status = "finished"
         started = time.time()
         try:
-            for epoch in range(self.start_epoch, self.total_epochs):
+            for epoch in range(self.start_epoch, self.stop_epoch):
                 row = self._run_epoch(epoch)
                 self._check_finite(epoch, row)
                 if new_changes and epoch == self.start_epoch:
@@ -243,6 +248,8 @@ class Trainer:
         finally:
             if logger is not None:
                 logger.close()
+        if status == "finished" and self.stop_epoch < self.total_epochs:
+            status = "stopped"  # by stop_after: `--resume` (or a branch) continues
         summary = self._summary(status, time.time() - started)
         if self.ctx.is_main:
             self._write_json("summary.json", summary)
@@ -399,6 +406,7 @@ class Trainer:
             "device": str(self.device),
             "exaug_version": __version__,
             "torch_version": torch.__version__,
+            "branched_from": self.branched_from,
             **self.method.resolved_settings(),
         }
 
