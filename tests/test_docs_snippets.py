@@ -62,7 +62,8 @@ def skip_reason(snippet: Snippet) -> str | None:
 def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.update(OMP_NUM_THREADS="1", MPLBACKEND="Agg", PYTHONWARNINGS="ignore")
+    # OMP_WAIT_POLICY set here spares every `exaug` command its re-exec (exaug.utils.threads sets it otherwise).
+    env.update(OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", MPLBACKEND="Agg", PYTHONWARNINGS="ignore")
     return env
 
 
@@ -79,7 +80,9 @@ def test_pages_have_snippets_and_valid_markers():
         for s in snippets:
             assert s.after is None or s.after in names, f"{s.id}: after={s.after} names no block of the page"
             assert not (s.shrink and s.language != "bash"), f"{s.id}: shrink is for bash blocks"
-            assert not (s.replace and s.language != "python"), f"{s.id}: replace is for python blocks"
+            # Every replace marker must match its block (a stale one would silently test the long run).
+            for old, _ in s.replace:
+                assert old in s.code, f"{s.id}: replace marker {old!r} is not in the block"
 
 
 def test_every_example_is_rendered_on_the_site():

@@ -9,7 +9,8 @@ and on the docs site). One directive per comment:
   of NAME and of what NAME continues runs first; bash: in the folder NAME left behind).
 - ``<!-- snippet: shrink exaug train --epochs 1 ... -->``: bash only; the flags are appended to every command that
   starts with ``exaug train`` (argparse keeps the last value, so they override the documented ones).
-- ``<!-- snippet: replace OLD NEW -->``: python only; replaces the text OLD by NEW (shell quoting) to shrink a run.
+- ``<!-- snippet: replace OLD NEW -->``: replaces the text OLD by NEW (shell quoting) to shrink a run (python and
+  bash; in bash before the shrink flags are appended).
 - ``<!-- snippet: run=PATH -->``: the block reads a trained run at PATH (relative to its folder): the test puts a
   copy of one tiny trained run there (``exaug train`` on synthetic data, 1 epoch).
 """
@@ -100,18 +101,23 @@ def extract(page: Path) -> list[Snippet]:
     return snippets
 
 
+def replaced_code(snippet: Snippet) -> str:
+    """The block's code with its ``replace`` markers applied (each OLD must occur in the block)."""
+    code = snippet.code
+    for old, new in snippet.replace:
+        if old not in code:
+            raise ValueError(f"{snippet.id}: replace marker: {old!r} is not in the block")
+        code = code.replace(old, new)
+    return code
+
+
 def python_source(snippet: Snippet, page_snippets: list[Snippet]) -> str:
     """The code to run for a python block: what it continues (recursively), then its own code, shrunk."""
     named = {s.name: s for s in page_snippets if s.name}
     parts = []
     current: Snippet | None = snippet
     while current is not None:
-        code = current.code
-        for old, new in current.replace:
-            if old not in code:
-                raise ValueError(f"{current.id}: replace marker: {old!r} is not in the block")
-            code = code.replace(old, new)
-        parts.append(code)
+        parts.append(replaced_code(current))
         if current.after is None:
             break
         if current.after not in named:
@@ -126,12 +132,13 @@ def _strip_comment(line: str) -> str:
 
 
 def bash_source(snippet: Snippet) -> str:
-    """The block's commands with the shrink flags appended to every matching ``exaug`` command."""
+    """The block's commands (replace markers applied) with the shrink flags appended to every matching command."""
+    code = replaced_code(snippet)
     if not snippet.shrink:
-        return snippet.code
+        return code
     out: list[str] = []
     logical: list[str] = []
-    for line in snippet.code.splitlines():
+    for line in code.splitlines():
         logical.append(line)
         if line.rstrip().endswith("\\"):
             continue
