@@ -18,7 +18,7 @@ name                          map (before the optional ReLU; sums over channels 
 ``hirescam``                  ``sum_c G A``                                                        yes
 ``gradcam_elementwise``       ``sum_c ReLU(G A)``                                                  yes
 ``eigencam``                  centred ``A`` (positions x channels) projected on its first right   no
-                              singular vector (batched SVD; sign: larger extreme positive)
+                              singular vector (Gram eigh; sign: larger extreme positive)
 ============================  ==================================================================  ========
 
 The ``pgc.*`` backends stay as cross-checks: each native method equals its pytorch-grad-cam class at the same
@@ -165,8 +165,24 @@ def gradcam_elementwise_map(activation: Tensor, grad: Tensor) -> Tensor:
     return F.relu(grad * activation).sum(dim=1, keepdim=True)
 
 
+def _first_right_singular_vector(matrix: Tensor) -> Tensor:
+    """First right singular vector ``(B, C)`` of each ``(n, C)`` matrix, up to its sign.
+
+    Only the top one is needed, so it is the top eigenvector of the smaller Gram matrix (``C x C``, or ``n x n``
+    mapped back through ``A^T u``). For a batch of 64 CIFAR images on 2 CPU cores that takes 1 ms instead of the
+    full SVD's 15 ms at layer4 (16 x 512 matrices), and 40 ms instead of 130 ms at layer2 (256 x 128). A zero
+    matrix gives a zero vector.
+    """
+    n, c = matrix.shape[-2:]
+    if c <= n:
+        return torch.linalg.eigh(matrix.transpose(1, 2) @ matrix)[1][..., -1]  # (B, C)
+    u = torch.linalg.eigh(matrix @ matrix.transpose(1, 2))[1][..., -1:]  # (B, n, 1)
+    v = (matrix.transpose(1, 2) @ u).squeeze(-1)  # (B, C): sigma_1 * v_1
+    return v / v.norm(dim=1, keepdim=True).clamp_min(torch.finfo(v.dtype).tiny)
+
+
 def eigencam_map(activation: Tensor, grad: Tensor | None = None) -> Tensor:
-    """Eigen-CAM: projection of the centred activations on their first principal direction (batched SVD).
+    """Eigen-CAM: projection of the centred activations on their first principal direction (batched).
 
     As pytorch-grad-cam: NaN activations count as 0 and the ``(h*w, C)`` matrix is centred over positions. The sign
     of a singular vector is arbitrary: pgc's ``EigenCAM`` keeps whatever numpy's LAPACK returns, and torch's LAPACK
@@ -177,8 +193,7 @@ def eigencam_map(activation: Tensor, grad: Tensor | None = None) -> Tensor:
     b, c, h, w = activation.shape
     matrix = activation.nan_to_num(0.0, 0.0, 0.0).flatten(2).transpose(1, 2)  # (B, hw, C)
     matrix = matrix - matrix.mean(dim=1, keepdim=True)
-    _, _, vh = torch.linalg.svd(matrix, full_matrices=False)
-    projection = (matrix @ vh[:, 0, :].unsqueeze(-1)).squeeze(-1)  # (B, hw)
+    projection = (matrix @ _first_right_singular_vector(matrix).unsqueeze(-1)).squeeze(-1)  # (B, hw)
     lo, hi = torch.aminmax(projection, dim=1, keepdim=True)
     projection = torch.where(lo.abs() > hi.abs(), -projection, projection)
     return projection.view(b, 1, h, w)
@@ -265,7 +280,7 @@ _METHODS: tuple[_Method, ...] = (
     _Method(("gradcam_elementwise",), "GradCAMElementWise", gradcam_elementwise_map,
             "Grad-CAM element-wise, native batched: sum_c ReLU(G * A)"),
     _Method(("eigencam",), "EigenCAM", eigencam_map,
-            "Eigen-CAM, native batched SVD: first principal component of the activations (no backward, class-agnostic)",
+            "Eigen-CAM, native and batched: first principal component of the activations (no backward, class-agnostic)",
             uses_gradients=False),
 )
 

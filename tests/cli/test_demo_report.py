@@ -64,3 +64,13 @@ def test_level_branches_are_called_level(tmp_path):
 def test_curves_figure_is_written(tmp_path):
     path = plot_curves(WARMUP, BRANCHES, tmp_path / "curves.png")
     assert path.stat().st_size > 1000
+
+
+def test_regime_sentence_follows_the_first_explained_epoch(tmp_path):
+    # BRANCHES: 81.25 % (excon) and 75 % (exconb) of masks right in the first explained epoch.
+    assert "at most 81% of the masks were classified correctly" in report(tmp_path)
+    assert "this run is in that regime" in report(tmp_path)
+    weak = {"supcon": rows("supcon", [30.0]), "excon": rows("excon", [29.0], [0.11]),
+            "exconb": rows("exconb", [25.0], [0.126])}
+    text = report(tmp_path, weak)
+    assert "at most 13% of the masks" in text and "not yet in that regime" in text
