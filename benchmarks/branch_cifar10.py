@@ -51,6 +51,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -58,9 +59,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cifar10_cpu import DEFAULT_DATA, dataset_options, eval_options  # noqa: E402
-from common import RESULTS, table  # noqa: E402
+from common import table  # noqa: E402
 from grid import (  # noqa: E402
-    REPO, GridRun, check_same_run, collect, is_evaluated, prepare_config, write_results,
+    GridRun, add_study_arguments, check_same_run, collect, finish_study_arguments, fit_config, is_evaluated,
+    prepare_config, write_results,
 )
 
 from exaug.evaluation import evaluate_run  # noqa: E402
@@ -96,35 +98,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"CIFAR-10 ImageFolder zip (train/<class>/"
                         f"*.jpg, test/<class>/*.jpg; default {DEFAULT_DATA})")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "runs" / "branch_cifar10", help="run folders")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where branch_cifar10.json/.md go")
-    parser.add_argument("--seeds", type=int, default=5, help="number of seeds (0 .. N-1); at least 2 for a SEM")
     parser.add_argument("--warmup-epochs", type=int, default=10, help="W: epochs of the shared warm-up")
     parser.add_argument("--branch-epochs", type=int, default=5, help="B: epochs of every branch after the warm-up")
-    parser.add_argument("--train-samples", type=int, default=2500, help="seeded, class-balanced training subset")
     parser.add_argument("--eval-samples", type=int, default=500, help="test images validated on every epoch")
-    parser.add_argument("--test-samples", type=int, default=500, help="other test images of the final evaluation")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=None, help="encoder lr (default 0.5 * batch / 256)")
-    parser.add_argument("--width", type=float, default=0.25, help="channel width multiplier of the ResNet-18")
     parser.add_argument("--insdel-steps", type=int, default=16, help="steps of the insertion / deletion curves")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default 1 with --jobs > 1)")
-    parser.add_argument("--jobs", type=int, default=1, help="runs side by side in separate processes")
-    parser.add_argument("--max-minutes", type=float, default=100.0, help="warn when the estimate exceeds this")
-    parser.add_argument("--estimate-only", action="store_true", help="print the time estimate and stop")
-    parser.add_argument("--no-estimate", action="store_true", help="skip the timing before the study")
-    parser.add_argument("--quick", action="store_true", help="smoke run on synthetic data: 2 seeds, 1 + 1 epochs, "
-                                                             "a few dozen images (seconds)")
+    add_study_arguments(parser, name="branch_cifar10", seeds=5, train_samples=2500, test_samples=500, width=0.25,
+                        max_minutes=100.0, quick_help="smoke run on synthetic data: 2 seeds, 1 + 1 "
+                        "epochs, a few dozen images (seconds)")
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--quick" in argv:
         parser.set_defaults(**QUICK)  # defaults only: `--quick --seeds 3` still means 3 seeds
-    args = parser.parse_args(argv)
-    for name in ("seeds", "warmup_epochs", "branch_epochs", "jobs", "insdel_steps"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    args.lr = 0.5 * args.batch_size / 256 if args.lr is None else args.lr
-    args.threads = 1 if args.threads is None and args.jobs > 1 else args.threads
+    args = finish_study_arguments(parser, parser.parse_args(argv),
+                                  ("seeds", "warmup_epochs", "branch_epochs", "jobs", "insdel_steps"))
     args.data_options = ({"dataset": "synthetic", "data_root": None} if args.quick else dataset_options(args))
     return args
 
@@ -180,14 +166,8 @@ def run_job(job: Job, test_samples: int, options: dict[str, Any], threads: int |
     done: dict[str, Any] = {"run": job.name, "trained": False, "evaluated": False}
     config = pending_config(job)
     if config is not None:
-        print(f"[{job.name}] {'resuming' if config.resume else 'training'} -> {job.folder}", flush=True)
-        trainer = Trainer(config)
-        try:
-            summary = trainer.fit()
-        finally:
-            trainer.close()
-        if summary["status"] == "interrupted":
-            raise KeyboardInterrupt(f"{job.name} was interrupted; run the same command again to resume it")
+        summary = fit_config(job.name, job.folder, config, log=partial(print, flush=True),
+                             complete=("finished", "stopped"))  # a warm-up ends "stopped" after W epochs
         done.update(trained=True, train_seconds=summary["seconds"])
     if not is_evaluated(job.folder):
         started = time.time()
@@ -353,8 +333,6 @@ def render(args: argparse.Namespace, at_branch: dict[str, Any], tables: dict[str
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     warmups, branches = build_jobs(args)
     timing = None
     if not args.no_estimate or args.estimate_only:

@@ -27,19 +27,19 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cluster import add_submit_arguments, submit_grid  # noqa: E402
-from common import RESULTS, table  # noqa: E402
+from common import table  # noqa: E402
 from grid import (  # noqa: E402
-    REPO, TABLE_LEGEND, GridRun, collect, evaluate_folder, is_evaluated, metric_tables, run_in_process, summarise,
-    write_results,
+    REPO, TABLE_LEGEND, GridRun, add_study_arguments, collect, evaluate_folder, finish_study_arguments, is_evaluated,
+    metric_tables, run_in_process, summarise, timed_epoch, write_results,
 )
 
-from exaug.training import METHODS, TrainConfig, Trainer  # noqa: E402
+from exaug.training import METHODS, TrainConfig  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10-jpeg.zip"
 #: The study's methods, in table order: the paper's four, then cross-entropy and the other seeds' methods when the
@@ -57,40 +57,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"CIFAR-10 ImageFolder zip "
                         f"(train/<class>/*.jpg, test/<class>/*.jpg; default {DEFAULT_DATA})")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "runs" / "cifar10_cpu", help="run folders")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where cifar10_cpu.json/.md go")
     parser.add_argument("--methods", nargs="+", default=list(STUDY_METHODS), choices=STUDY_METHODS)
-    parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0 .. N-1)")
     parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--train-samples", type=int, default=3000, help="seeded, class-balanced training subset")
     parser.add_argument("--eval-samples", type=int, default=1000, help="test images validated on every epoch")
-    parser.add_argument("--test-samples", type=int, default=1000, help="test images of the final evaluation")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=None, help="encoder lr (default 0.5 * batch / 256)")
-    parser.add_argument("--width", type=float, default=0.25, help="channel width multiplier of the ResNet-18")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads per run (default: torch's; 1 when --jobs > 1)")
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="runs trained side by side in separate processes; on a small CPU, --jobs 2 --threads 1 "
-                             "keeps both cores busy without the OpenMP oversubscription of two 2-thread runs")
-    parser.add_argument("--max-minutes", type=float, default=90.0, help="warn when the estimate exceeds this")
-    parser.add_argument("--estimate-only", action="store_true", help="print the time estimate and stop")
-    parser.add_argument("--no-estimate", action="store_true", help="skip the timing before the study")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 2 methods x 2 seeds x 1 epoch on a few dozen images (synthetic data "
-                             "when the zip is missing), < 1 minute")
+    add_study_arguments(parser, name="cifar10_cpu", seeds=3, train_samples=3000, test_samples=1000, width=0.25,
+                        max_minutes=90.0, quick_help="smoke run: 2 methods x 2 seeds x 1 epoch on a few "
+                        "dozen images (synthetic data when the zip is missing), < 1 minute")
     add_submit_arguments(parser)
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--quick" in argv:
         parser.set_defaults(**QUICK)  # defaults only: `--quick --epochs 2` still means 2 epochs
-    args = parser.parse_args(argv)
-    if args.lr is None:
-        args.lr = 0.5 * args.batch_size / 256
-    if args.jobs < 1:
-        parser.error(f"--jobs must be >= 1, got {args.jobs}")
-    if args.threads is None and args.jobs > 1:
-        args.threads = 1
+    args = finish_study_arguments(parser, parser.parse_args(argv))
     args.data_options = dataset_options(args)
     return args
 
@@ -149,12 +127,7 @@ def estimate(args: argparse.Namespace, grid: Sequence[GridRun]) -> dict[str, Any
             config = TrainConfig.from_dict({**config.to_dict(), "exp_start_epoch": 0, "epochs": 1,
                                             "train_samples": steps_calib * args.batch_size,
                                             "eval_samples": val_calib})
-            trainer = Trainer(config)
-            try:
-                trainer.fit()
-            finally:
-                trainer.close()
-            per_epoch[cls] = trainer.history[0]["epoch_time"] * scale
+            per_epoch[cls] = timed_epoch(config) * scale
         probe = min(args.test_samples, 2 * args.batch_size)
         timing = evaluate_folder(Path(tmp) / next(iter(per_epoch)), probe, "cpu", eval_options(args))["timing"]
         # Loading, figures and the kNN bank (in "accuracy") do not grow with the number of evaluated images.
@@ -215,17 +188,22 @@ def render(summary: dict[str, dict[str, Any]], args: argparse.Namespace, data: s
     return "\n".join(["# CIFAR-10 on CPU", "", head, "", metric_tables(summary), TABLE_LEGEND, ""])
 
 
+def estimate_first(args: argparse.Namespace, grid: Sequence[Any], pending: Sequence[Any],
+                   estimate_fn: Callable[[argparse.Namespace, Sequence[Any]], dict[str, Any]]) -> dict[str, Any] | None:
+    """Time the study with ``estimate_fn`` and print the table, unless ``--no-estimate`` or nothing is pending."""
+    if args.no_estimate or not (pending or args.estimate_only):
+        return None
+    timing = estimate_fn(args, grid)
+    print_estimate(timing, args, pending)
+    return timing
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     grid = build_grid(args)
     data = args.data_options["dataset"]
     pending = [r for r in grid if not is_evaluated(r.folder)]
-    timing: dict[str, Any] | None = None
-    if not args.no_estimate and (pending or args.estimate_only):
-        timing = estimate(args, grid)
-        print_estimate(timing, args, pending)
+    timing = estimate_first(args, grid, pending, estimate)
     if args.estimate_only:
         return {"estimate": timing}
     started = time.time()

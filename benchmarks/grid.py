@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, table  # noqa: E402
+from common import RESULTS, machine, table  # noqa: E402
 
 from exaug.evaluation import evaluate_run  # noqa: E402
 from exaug.evaluation.compare import read_run_record  # noqa: E402
@@ -60,6 +61,45 @@ class GridRun:
     @property
     def name(self) -> str:
         return f"{self.setting}/{self.method}/seed{self.seed}"
+
+
+def add_study_arguments(parser: Any, *, name: str, seeds: int, train_samples: int, test_samples: int, width: float,
+                        max_minutes: float, quick_help: str) -> None:
+    """The flags every CPU study shares, with the study's defaults: folders, seeds, data and network size, batch
+    and lr, process layout, the estimate and ``--quick``."""
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "runs" / name, help="run folders")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS, help=f"where {name}.json/.md go")
+    parser.add_argument("--seeds", type=int, default=seeds, help="number of seeds (0 .. N-1); at least 2 for a SEM")
+    parser.add_argument("--train-samples", type=int, default=train_samples,
+                        help="training images (of a real dataset: a seeded, class-balanced subset)")
+    parser.add_argument("--test-samples", type=int, default=test_samples, help="held-out test images evaluated")
+    parser.add_argument("--width", type=float, default=width, help="channel width multiplier of the ResNet-18")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=None, help="encoder lr (default 0.5 * batch / 256)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads per run (default: torch's; 1 when --jobs > 1)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs trained side by side in separate processes; on a small CPU, --jobs 2 --threads 1 "
+                             "keeps both cores busy without the OpenMP oversubscription of two 2-thread runs")
+    parser.add_argument("--max-minutes", type=float, default=max_minutes, help="warn when the estimate exceeds this")
+    parser.add_argument("--estimate-only", action="store_true", help="print the time estimate and stop")
+    parser.add_argument("--no-estimate", action="store_true", help="skip the timing before the study")
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+
+
+def finish_study_arguments(parser: Any, args: Any, positive: Sequence[str] = ("jobs",)) -> Any:
+    """Check ``positive`` options are >= 1, fill the lr (SupContrast's 0.5 x batch / 256) and the threads (1 per
+    run with ``--jobs`` > 1), and set this process's torch threads to them."""
+    for name in positive:
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.lr is None:
+        args.lr = 0.5 * args.batch_size / 256
+    if args.threads is None and args.jobs > 1:
+        args.threads = 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return args
 
 
 def run_status(folder: str | Path) -> str:
@@ -116,6 +156,43 @@ def _evaluate_kwargs(samples: int | None, device: str, options: Mapping[str, Any
             "options": options}
 
 
+def fit_config(name: str, folder: Path, config: TrainConfig, *, log: Callable[[str], None] = print,
+               torchrun: int | None = None, complete: Sequence[str] = ("finished",)) -> dict[str, Any]:
+    """Train (or resume) ``config`` here, or as a torchrun group; its summary (``seconds``, ``status``).
+
+    Raises:
+        KeyboardInterrupt: the run ended with a status outside ``complete`` (interrupted: the same command resumes it).
+    """
+    log(f"[{name}] {'resuming' if config.resume else 'training'} -> {folder}")
+    if torchrun:
+        started = time.time()
+        # Next to the run (not in it: a folder holding files but no last.pt is still a new run).
+        path = write_config(config, folder.parent / f".{folder.name}.train.json")
+        code = subprocess.call(train_command(path, torchrun), cwd=REPO)
+        if code != 0:
+            raise RuntimeError(f"{name}: torchrun training failed (exit {code})")
+        summary = {"seconds": time.time() - started, "status": run_status(folder)}
+    else:
+        trainer = Trainer(config)
+        try:
+            summary = trainer.fit()
+        finally:
+            trainer.close()
+    if summary["status"] not in complete:
+        raise KeyboardInterrupt(f"{name} was interrupted; run the same command again to resume it")
+    return summary
+
+
+def timed_epoch(config: TrainConfig) -> float:
+    """Seconds of the first epoch of ``config``, trained here (the caller's folder is a throw-away one)."""
+    trainer = Trainer(config)
+    try:
+        trainer.fit()
+    finally:
+        trainer.close()
+    return trainer.history[0]["epoch_time"]
+
+
 def run_in_process(run: GridRun, eval_samples: int | None, eval_device: str = "cpu",
                    eval_options: Mapping[str, Any] | None = None, log: Callable[[str], None] = print,
                    torchrun: int | None = None) -> dict[str, Any]:
@@ -127,24 +204,8 @@ def run_in_process(run: GridRun, eval_samples: int | None, eval_device: str = "c
     done: dict[str, Any] = {"run": run.name, "trained": False, "evaluated": False}
     config = prepare_config(run.config)
     if config is not None:
-        log(f"[{run.name}] {'resuming' if config.resume else 'training'} -> {run.folder}")
-        if torchrun:
-            started = time.time()
-            # Next to the run (not in it: a folder holding files but no last.pt is still a new run).
-            path = write_config(config, run.folder.parent / f".{run.folder.name}.train.json")
-            code = subprocess.call(train_command(path, torchrun), cwd=REPO)
-            if code != 0:
-                raise RuntimeError(f"{run.name}: torchrun training failed (exit {code})")
-            summary = {"seconds": time.time() - started, "status": run_status(run.folder)}
-        else:
-            trainer = Trainer(config)
-            try:
-                summary = trainer.fit()
-            finally:
-                trainer.close()
+        summary = fit_config(run.name, run.folder, config, log=log, torchrun=torchrun)
         done.update(trained=True, train_seconds=summary["seconds"])
-        if summary["status"] != "finished":
-            raise KeyboardInterrupt(f"{run.name} was interrupted; run the same command again to resume it")
     if not is_evaluated(run.folder):
         started = time.time()
         evaluate_folder(run.folder, eval_samples, eval_device, eval_options)

@@ -63,20 +63,23 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cifar10_cpu import print_estimate, start_epoch  # noqa: E402
-from common import RESULTS  # noqa: E402
-from grid import REPO, GridRun, check_same_run, mean_std, prepare_config, write_results  # noqa: E402
+from cifar10_cpu import estimate_first, start_epoch  # noqa: E402
+from grid import (  # noqa: E402
+    GridRun, add_study_arguments, check_same_run, finish_study_arguments, fit_config, mean_std, prepare_config,
+    timed_epoch, write_results,
+)
 
 from exaug.evaluation import evaluate_run  # noqa: E402
 from exaug.evaluation.compare import paired_differences, paired_table, summary_tables  # noqa: E402
 from exaug.models import default_explainer_layer  # noqa: E402
-from exaug.training import METHODS, TrainConfig, Trainer, load_run  # noqa: E402
+from exaug.training import METHODS, TrainConfig, load_run  # noqa: E402
 
 NAME = "ground_truth"
 #: The study's methods in table order: CE (the reference), the seeds' methods, then the saliency-guided family and
@@ -123,18 +126,10 @@ LEGEND = ("top-1: held-out test images (random cue in the cue setting); flipped 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "runs" / NAME, help="run folders")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS, help=f"where {NAME}.json/.md go")
     parser.add_argument("--methods", nargs="+", default=list(STUDY_METHODS), choices=STUDY_METHODS)
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS)
-    parser.add_argument("--seeds", type=int, default=5, help="number of seeds (0 .. N-1)")
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--train-samples", type=int, default=1000, help="training images (rendered)")
     parser.add_argument("--val-samples", type=int, default=200, help="test images validated on every epoch")
-    parser.add_argument("--test-samples", type=int, default=500, help="held-out test images evaluated")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=None, help="learning rate (default 0.5 * batch / 256)")
-    parser.add_argument("--width", type=float, default=0.0625, help="channel width multiplier of the ResNet-18")
     parser.add_argument("--classes", type=int, default=6, help="shape classes (2 to 12)")
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--cue-strength", type=float, default=0.9,
@@ -142,26 +137,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--explainer-layer", default=None,
                         help="Grad-CAM layer of every evaluation (default: the model's default layer)")
     parser.add_argument("--mprt-images", type=int, default=16, help="images of the randomisation sanity check")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads per run (default: torch's; 1 when --jobs > 1)")
-    parser.add_argument("--jobs", type=int, default=1, help="runs side by side in separate processes")
-    parser.add_argument("--max-minutes", type=float, default=60.0, help="warn when the estimate exceeds this")
-    parser.add_argument("--estimate-only", action="store_true", help="print the time estimate and stop")
-    parser.add_argument("--no-estimate", action="store_true", help="skip the timing before the study")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 3 methods x 2 settings x 2 seeds x 1 "
+    add_study_arguments(parser, name=NAME, seeds=5, train_samples=1000, test_samples=500, width=0.0625,
+                        max_minutes=60.0, quick_help="smoke run: 3 methods x 2 settings x 2 seeds x 1 "
                         "epoch on a few dozen images, seconds")
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--quick" in argv:
         parser.set_defaults(**QUICK)  # defaults only: `--quick --epochs 2` still means 2 epochs
-    args = parser.parse_args(argv)
-    for name in ("seeds", "epochs", "train_samples", "val_samples", "test_samples", "batch_size", "jobs",
-                 "mprt_images"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.lr is None:
-        args.lr = 0.5 * args.batch_size / 256
-    if args.threads is None and args.jobs > 1:
-        args.threads = 1
+    args = finish_study_arguments(parser, parser.parse_args(argv), ("seeds", "epochs", "train_samples", "val_samples",
+                                                                    "test_samples", "batch_size", "jobs", "mprt_images"))
     if args.explainer_layer is None:
         args.explainer_layer = default_explainer_layer(MODEL, args.image_size)
     return args
@@ -223,14 +206,7 @@ def train_and_evaluate(run: GridRun, settings: Mapping[str, Any]) -> dict[str, A
     done: dict[str, Any] = {"run": run.name, "trained": False}
     config = prepare_config(run.config)
     if config is not None:
-        print(f"[{run.name}] {'resuming' if config.resume else 'training'} -> {run.folder}", flush=True)
-        trainer = Trainer(config)
-        try:
-            summary = trainer.fit()
-        finally:
-            trainer.close()
-        if summary["status"] != "finished":
-            raise KeyboardInterrupt(f"{run.name} was interrupted; run the same command again to resume it")
+        summary = fit_config(run.name, run.folder, config, log=partial(print, flush=True))
         done.update(trained=True, train_seconds=summary["seconds"])
     done["eval_seconds"] = evaluate(run.folder, run.setting, settings)
     return done
@@ -250,12 +226,7 @@ def estimate(args: argparse.Namespace, grid: Sequence[GridRun]) -> dict[str, Any
             config = dataclasses.replace(make_config(args, "cue", method, 0, Path(tmp) / method), epochs=1,
                                          exp_start_epoch=0, train_samples=steps_calib * args.batch_size,
                                          eval_samples=max(1, round(args.val_samples / scale)))
-            trainer = Trainer(config)
-            try:
-                trainer.fit()
-            finally:
-                trainer.close()
-            per_epoch[method] = trainer.history[0]["epoch_time"] * scale
+            per_epoch[method] = timed_epoch(config) * scale
         seconds = evaluate(Path(tmp) / next(iter(per_epoch)), "cue", {**settings, "samples": probe})
     # Linear in the evaluated images (the kNN bank and the sanity check do not grow: errs on the slow side).
     eval_seconds = {name: s * args.test_samples / probe for name, s in seconds.items()}
@@ -371,17 +342,12 @@ def paired_json(tables: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     grid = build_grid(args)
     for run in grid:  # a folder trained with another budget is an error, never silently reported
         check_same_run(run.config)
     pending = [r for r in grid if not all((r.folder / name / "eval.json").is_file()
                                           for name, *_ in evaluations(r.setting))]
-    timing: dict[str, Any] | None = None
-    if not args.no_estimate and (pending or args.estimate_only):
-        timing = estimate(args, grid)
-        print_estimate(timing, args, pending)
+    timing = estimate_first(args, grid, pending, estimate)
     if args.estimate_only:
         return {"estimate": timing}
     started = time.time()

@@ -200,7 +200,7 @@ def test_reproduce_dry_run_through_the_cli(tmp_path):
 
 def test_speed_profiled_peak_bytes_counts_tensor_allocations_in_time_order():
     """The profiler helper of speed.py on known allocations: a freed tensor does not add to a later one."""
-    import speed
+    import speed_scaling
     import torch
 
     def one_after_the_other() -> None:
@@ -214,9 +214,9 @@ def test_speed_profiled_peak_bytes_counts_tensor_allocations_in_time_order():
         del first, second
 
     tolerance = 64 * 1024
-    assert abs(speed.profiled_peak_bytes(one_after_the_other) - 4_000_000) < tolerance
-    assert abs(speed.profiled_peak_bytes(both_alive) - 6_000_000) < tolerance
-    assert speed.profiled_peak_bytes(lambda: None) < tolerance
+    assert abs(speed_scaling.profiled_peak_bytes(one_after_the_other) - 4_000_000) < tolerance
+    assert abs(speed_scaling.profiled_peak_bytes(both_alive) - 6_000_000) < tolerance
+    assert speed_scaling.profiled_peak_bytes(lambda: None) < tolerance
 
 
 @pytest.mark.slow
