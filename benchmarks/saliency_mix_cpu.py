@@ -74,15 +74,12 @@ def write_paired_tables(json_path: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run (or estimate) the study; same flags as ``cifar10_cpu.py``, other default folders and methods."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    results_dir = Path(argv[argv.index("--results-dir") + 1]) if "--results-dir" in argv else RESULTS
     if "--tables-only" in argv:
-        results = Path(argv[argv.index("--results-dir") + 1]) if "--results-dir" in argv else RESULTS
-        write_paired_tables(results / f"{NAME}.json")
-        return {"paths": [str(results / f"{NAME}.json"), str(results / f"{NAME}.md")]}
+        write_paired_tables(results_dir / f"{NAME}.json")
+        return {"paths": [str(results_dir / f"{NAME}.json"), str(results_dir / f"{NAME}.md")]}
     if "--out" not in argv:
         argv += ["--out", str(REPO / "benchmarks" / "runs" / NAME)]
-    results_dir = RESULTS
-    if "--results-dir" in argv:
-        results_dir = Path(argv[argv.index("--results-dir") + 1])
     work_dir = results_dir / f".{NAME}"
     argv = [a for i, a in enumerate(argv) if a != "--results-dir" and (i == 0 or argv[i - 1] != "--results-dir")]
     # cifar10_cpu reads its method list and quick defaults from module globals at call time.
