@@ -62,12 +62,12 @@ from cifar10_cpu import DEFAULT_DATA, dataset_options, eval_options  # noqa: E40
 from common import table  # noqa: E402
 from grid import (  # noqa: E402
     GridRun, add_study_arguments, check_same_run, collect, finish_study_arguments, fit_config, is_evaluated,
-    prepare_config, write_results,
+    prepare_config, timed_epoch, write_results,
 )
 
 from exaug.evaluation import evaluate_run  # noqa: E402
 from exaug.evaluation.compare import COMPARE_COLUMNS, paired_differences, summary_tables  # noqa: E402
-from exaug.training import TrainConfig, Trainer  # noqa: E402
+from exaug.training import TrainConfig  # noqa: E402
 from exaug.training.logger import read_metrics  # noqa: E402
 
 #: Warm-up method -> the branches trained from it; the first branch is the family's reference.
@@ -217,12 +217,8 @@ def estimate(args: argparse.Namespace) -> dict[str, Any]:
             config = make_config(args, method, 0, Path(tmp) / method, exp_start_epoch=0, edda_start_epoch=0)
             config = TrainConfig.from_dict({**config.to_dict(), "epochs": 1, "train_samples": calib * args.batch_size,
                                             "eval_samples": max(1, round(args.eval_samples / scale))})
-            trainer = Trainer(config)
-            try:
-                _, share = idle_share(trainer.fit)
-            finally:
-                trainer.close()
-            per_epoch[method] = trainer.history[0]["epoch_time"] * scale * share
+            epoch_seconds, share = idle_share(lambda: timed_epoch(config))
+            per_epoch[method] = epoch_seconds * scale * share
         for kind, metrics in (("warmup", WARMUP_METRICS), ("branch", BRANCH_METRICS)):
             result, share = idle_share(lambda: evaluate_run(
                 Path(tmp) / "excon", list(metrics), samples=probe, device="cpu", progress=False, checkpoint="last",
