@@ -49,7 +49,17 @@ def _check_stats(mean: Sequence[float], std: Sequence[float]) -> tuple[tuple[flo
     return mean, std
 
 
-def supcon_random_view(size: int, mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
+def _check_crop_scale(crop_scale: Sequence[float]) -> tuple[float, float]:
+    scale = tuple(float(v) for v in crop_scale)
+    if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
+        raise ValueError(f"crop_scale must be (low, high) area fractions with 0 < low <= high <= 1, got {crop_scale!r}")
+    return scale[0], scale[1]
+
+
+def supcon_random_view(
+    size: int, mean: Sequence[float], std: Sequence[float], *, crop_scale: Sequence[float] = CROP_SCALE,
+    colour: bool = True,
+) -> v2.Compose:
     """Per-image random view: PIL image or ``(3, H, W)`` tensor (uint8, or float in ``[0, 1]``) ->
     normalised float32 ``(3, size, size)`` plain tensor.
 
@@ -57,16 +67,19 @@ def supcon_random_view(size: int, mean: Sequence[float], std: Sequence[float]) -
         size: output side.
         mean: per-channel normalisation means (e.g. :func:`exaug.data.dataset_stats`).
         std: the matching per-channel standard deviations.
+        crop_scale: area range of the random resized crop, as fractions of the image (SupContrast: 0.2-1).
+        colour: apply the colour jitter (p 0.8) and grayscale (p 0.2); ``False`` keeps the colours, a lighter view
+            for small budgets (``TrainConfig.view_colour``).
     """
     size = _check_size(size)
     mean, std = _check_stats(mean, std)
+    colour_ops = [v2.RandomApply([v2.ColorJitter(*JITTER)], p=JITTER_P), v2.RandomGrayscale(p=GRAYSCALE_P)]
     return v2.Compose(
         [
             v2.ToImage(),
-            v2.RandomResizedCrop(size, scale=CROP_SCALE, antialias=True),
+            v2.RandomResizedCrop(size, scale=_check_crop_scale(crop_scale), antialias=True),
             v2.RandomHorizontalFlip(),
-            v2.RandomApply([v2.ColorJitter(*JITTER)], p=JITTER_P),
-            v2.RandomGrayscale(p=GRAYSCALE_P),
+            *(colour_ops if colour else []),
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(mean, std),
             v2.ToPureTensor(),
@@ -141,18 +154,21 @@ class DeviceViewAugment(nn.Module):
         size: output side.
         mean: per-channel normalisation means.
         std: the matching per-channel standard deviations.
+        crop_scale: area range of the random resized crop (as :func:`supcon_random_view`).
+        colour: apply the colour jitter and grayscale (as :func:`supcon_random_view`).
     """
 
-    def __init__(self, size: int, mean: Sequence[float], std: Sequence[float]) -> None:
+    def __init__(self, size: int, mean: Sequence[float], std: Sequence[float], *,
+                 crop_scale: Sequence[float] = CROP_SCALE, colour: bool = True) -> None:
         super().__init__()
         size = _check_size(size)
         mean, std = _check_stats(mean, std)
         self.size = size
+        colour_ops = [K.ColorJitter(*JITTER, p=JITTER_P), K.RandomGrayscale(p=GRAYSCALE_P)]
         self.augment = K.AugmentationSequential(
-            K.RandomResizedCrop((size, size), scale=CROP_SCALE, align_corners=False),
+            K.RandomResizedCrop((size, size), scale=_check_crop_scale(crop_scale), align_corners=False),
             K.RandomHorizontalFlip(),
-            K.ColorJitter(*JITTER, p=JITTER_P),
-            K.RandomGrayscale(p=GRAYSCALE_P),
+            *(colour_ops if colour else []),
         )
         # Normalisation constants as buffers (rather than K.Normalize, which copies them to the input's device
         # on every call): they move once with .to(device). Not persistent: they come from the configuration.

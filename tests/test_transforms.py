@@ -125,6 +125,25 @@ def test_device_augment_matches_torchvision_statistics(images: torch.Tensor) -> 
     assert _z_scores(reference, plain).abs().max() > 4
 
 
+@pytest.mark.parametrize("batched", [False, True])
+def test_light_views_keep_colours_and_whole_image(images: torch.Tensor, batched: bool) -> None:
+    # crop_scale (1, 1) crops the whole image (both libraries fall back to it when no other aspect fits) and colour=False skips jitter and grayscale, so
+    # every view is the standard view or its mirror image; the default view is not (its power check).
+    x = images[:64]
+    plain = torch.stack([standard_view(32, MEAN, STD)(v) for v in x])
+    if batched:
+        views = DeviceViewAugment(32, MEAN, STD, crop_scale=(1.0, 1.0), colour=False)
+        light, default = views(x), DeviceViewAugment(32, MEAN, STD)(x)
+    else:
+        view = supcon_random_view(32, MEAN, STD, crop_scale=(1.0, 1.0), colour=False)
+        light = torch.stack([view(v) for v in x])
+        default = torch.stack([supcon_random_view(32, MEAN, STD)(v) for v in x])
+    same = (light - plain).abs().amax(dim=(1, 2, 3)) < 1e-4
+    mirrored = (light - plain.flip(-1)).abs().amax(dim=(1, 2, 3)) < 1e-4
+    assert bool((same | mirrored).all()) and 0 < int(mirrored.sum()) < len(x)
+    assert not bool(((default - plain).abs().amax(dim=(1, 2, 3)) < 1e-4).all())
+
+
 def test_unnormalize_inverts_normalisation() -> None:
     x = torch.rand(2, 3, 5, 5)
     mean, std = (0.1, 0.2, 0.3), (0.5, 0.6, 0.7)
@@ -142,3 +161,8 @@ def test_invalid_arguments() -> None:
         standard_view(32, (0.5, 0.5), STD)
     with pytest.raises(ValueError, match="std must be positive"):
         DeviceViewAugment(32, MEAN, (0.2, 0.0, 0.2))
+    for bad in ((0.0, 1.0), (0.8, 0.5), (0.5,)):
+        with pytest.raises(ValueError, match="crop_scale"):
+            supcon_random_view(32, MEAN, STD, crop_scale=bad)
+        with pytest.raises(ValueError, match="crop_scale"):
+            DeviceViewAugment(32, MEAN, STD, crop_scale=bad)

@@ -206,6 +206,7 @@ def render_shapes(
     spurious: bool = False,
     spurious_strength: float = 0.9,
     test_cue: str = "random",
+    texture: float = 1.0,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Render the images with the given indices (the pure function behind :class:`SyntheticShapes`).
 
@@ -218,6 +219,7 @@ def render_shapes(
         spurious: see :class:`SyntheticShapes`.
         spurious_strength: see :class:`SyntheticShapes`.
         test_cue: see :class:`SyntheticShapes`.
+        texture: see :class:`SyntheticShapes`.
 
     Returns:
         ``(images, masks, labels, cues)``: ``(B, 3, S, S)`` uint8 images, ``(B, 1, S, S)`` bool object masks,
@@ -242,7 +244,7 @@ def render_shapes(
     phase = 2 * math.pi * p[_P_PHASE][:, None, None]
     grating = torch.sin(2 * math.pi * freq * (xx * torch.cos(angle) + yy * torch.sin(angle)) + phase)
     noise = _uniform(keys, _STREAM_NOISE, 3, size, size) - 0.5
-    image = bg_rgb[:, :, None, None] + 0.25 * blobs + 0.05 * grating[:, None] + 0.12 * noise
+    image = bg_rgb[:, :, None, None] + texture * (0.25 * blobs + 0.05 * grating[:, None] + 0.12 * noise)
 
     # Shape: class-specific geometry; position, radius, aspect and rotation (within +-20 degrees, so that a
     # square never looks like a diamond nor a cross like an x) are random.
@@ -300,6 +302,8 @@ class SyntheticShapes(Dataset):
             ``spurious_strength``), so one set of options can describe both splits of a run.
         mask_of: the region :meth:`mask` returns: ``"object"`` (the shape, default) or ``"cue"`` (the cue patch;
             needs ``spurious``), e.g. to score how much saliency sits on the shortcut with localisation metrics.
+        texture: strength of the background's colour blobs, grating and pixel noise, in ``[0, 1]``: 1 (default)
+            the textured background above, 0 a flat colour (an easier task, e.g. for ``exaug demo``).
         cache: render the whole split at construction and keep it (uint8 images and bool masks, ``4 S^2``
             bytes per image: 50k images of 32x32 take 205 MB); ``False`` renders each item on access instead
             (same pixels, no memory, ~1 ms per item).
@@ -324,6 +328,7 @@ class SyntheticShapes(Dataset):
         spurious_strength: float = 0.9,
         test_cue: str = "random",
         mask_of: str = "object",
+        texture: float = 1.0,
         cache: bool = True,
     ) -> None:
         if split not in _SPLITS:
@@ -342,6 +347,8 @@ class SyntheticShapes(Dataset):
             raise ValueError(f"test_cue must be one of {', '.join(TEST_CUES)}, got {test_cue!r}")
         if mask_of not in MASK_REGIONS:
             raise ValueError(f"mask_of must be one of {', '.join(MASK_REGIONS)}, got {mask_of!r}")
+        if isinstance(texture, bool) or not isinstance(texture, (int, float)) or not 0.0 <= texture <= 1.0:
+            raise ValueError(f"texture must be a number in [0, 1], got {texture!r}")
         if mask_of == "cue" and not spurious:
             raise ValueError("mask_of='cue' needs spurious=True: without the cue there is no cue patch")
         self.split = split
@@ -355,6 +362,7 @@ class SyntheticShapes(Dataset):
         self.spurious_strength = float(spurious_strength)
         self.test_cue = test_cue
         self.mask_of = mask_of
+        self.texture = float(texture)
         self.classes = list(SHAPE_NAMES[:num_classes])
         self.targets = torch.arange(num_samples, dtype=torch.int64) % num_classes
         self._images: Tensor | None = None
@@ -388,6 +396,7 @@ class SyntheticShapes(Dataset):
                 spurious=self.spurious,
                 spurious_strength=self.spurious_strength,
                 test_cue=self.test_cue,
+                texture=self.texture,
             )
             for i in range(0, max(indices.numel(), 1), chunk)
         ]

@@ -120,6 +120,10 @@ class TrainConfig:
     eval_samples: int | None = _field(None, "use a seeded subset of this many validation images")
     workers: int = _field(0, "DataLoader worker processes")
     views_on_device: bool = _field(False, "generate the random views on the training device with Kornia")
+    view_crop_min: float = _field(0.2, "smallest area of the random views' resized crop, as a fraction of the image "
+                                       "(SupContrast: 0.2; larger keeps more of each image, for short runs)")
+    view_colour: bool = _field(True, "colour jitter (p 0.8) and grayscale (p 0.2) in the random views "
+                                     "(SupContrast: on)")
     # data faults (docs/data.md "Wiring into the trainer")
     skip_bad_images: bool = _field(False, "replace an unreadable image file by the next readable one (and warn) "
                                           "instead of stopping with an error naming it")
@@ -159,6 +163,8 @@ class TrainConfig:
             raise ValueError(f"init_from must be the path of a run folder or checkpoint, got {self.init_from!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not isinstance(self.view_crop_min, (int, float)) or not 0.0 < self.view_crop_min <= 1.0:
+            raise ValueError(f"view_crop_min must be an area fraction in (0, 1], got {self.view_crop_min!r}")
         if not 0.0 <= self.mask_threshold <= 1.0:
             raise ValueError(f"mask_threshold must be in [0, 1], got {self.mask_threshold}")
         if self.keep_fraction is not None and not 0.0 < self.keep_fraction <= 1.0:

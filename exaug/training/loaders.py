@@ -199,7 +199,8 @@ def build_run_data(config: TrainConfig, ctx: DistContext) -> RunData:
     """Build the datasets, splits and loaders that ``config`` describes (sharded across ranks under torchrun)."""
     mean, std = dataset_stats(config.dataset)
     size = run_image_size(config)
-    random_view = supcon_random_view(size, mean, std)
+    view_options = {"crop_scale": (config.view_crop_min, 1.0), "colour": config.view_colour}
+    random_view = supcon_random_view(size, mean, std, **view_options)
     standard = standard_view(size, mean, std)
     if config.views_on_device:
         contrastive_tf = single_tf = pixels_view(size)
@@ -255,7 +256,7 @@ def build_run_data(config: TrainConfig, ctx: DistContext) -> RunData:
             generator=torch.Generator().manual_seed(config.seed),
         )
 
-    device_views = DeviceViewAugment(size, mean, std).to(ctx.device) if config.views_on_device else None
+    device_views = DeviceViewAugment(size, mean, std, **view_options).to(ctx.device) if config.views_on_device else None
     return RunData(
         num_classes=num_classes,
         image_size=size,

@@ -98,6 +98,26 @@ def test_invalid_arguments() -> None:
         SyntheticShapes("train", 10, image_size=4)
     with pytest.raises(ValueError, match="spurious_strength"):
         SyntheticShapes("train", 10, spurious=True, spurious_strength=1.5)
+    for bad in (-0.1, 1.5, "flat", True):
+        with pytest.raises(ValueError, match="texture"):
+            SyntheticShapes("train", 10, texture=bad)
+
+
+def test_texture_scales_the_background_only() -> None:
+    textured, flat, half = (SyntheticShapes("train", 64, texture=t) for t in (1.0, 0.0, 0.5))
+    assert torch.equal(textured._images, SyntheticShapes("train", 64)._images)  # 1 is the default
+    assert torch.equal(textured._masks, flat._masks) and torch.equal(textured._masks, half._masks)
+    background = ~flat._masks.expand(-1, 3, -1, -1)
+    # texture 0: each image's background is one colour (per channel: max == min over the background pixels).
+    flat_bg = torch.where(background, flat._images.float(), float("nan"))
+    spread = flat_bg.flatten(2).nan_to_num(-1).amax(2) - flat_bg.flatten(2).nan_to_num(999).amin(2)
+    assert spread.max() == 0
+    # texture t: the background is the flat colour plus t times the texture (up to uint8 rounding and clamping
+    # at 0 / 255, which the comparison leaves out).
+    t1, t0, th = (d._images.float() for d in (textured, flat, half))
+    inside = background & (t1 > 0) & (t1 < 255) & (th > 0) & (th < 255)
+    assert ((th - (t0 + 0.5 * (t1 - t0))).abs()[inside]).max() <= 1.5
+    assert (t1 - t0).abs()[inside].mean() > 10  # the default background is textured
 
 
 def test_defaults_and_statistics() -> None:

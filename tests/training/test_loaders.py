@@ -78,3 +78,31 @@ def test_nothing_to_hold_out():
     train_split = TrainConfig(dataset="synthetic", val_fraction=0.2, eval_samples=8)
     assert not validation_on_test_subset(train_split)
     assert len(build_eval_dataset(train_split, "test", 4, held_out=True)) == 4
+
+
+@pytest.mark.parametrize("on_device", [False, True])
+def test_view_options_reach_both_view_paths(on_device: bool) -> None:
+    # view_crop_min=1 and no colour ops: every random view of a training image is its standard view or the mirror
+    # of it, on the per-image (DataLoader) path and on the batched Kornia path alike.
+    from exaug.training.distributed import DistContext
+    from exaug.training.loaders import build_run_data
+
+    config = TrainConfig(method="supcon", train_samples=16, eval_samples=8, batch_size=8, views_on_device=on_device,
+                         view_crop_min=1.0, view_colour=False, device="cpu")
+    data = build_run_data(config, DistContext(0, 1, torch.device("cpu")))
+    standard, view1, view2, _, _ = next(data.contrastive_batches(torch.device("cpu"), torch.contiguous_format))
+    for view in (view1, view2):
+        same = (view - standard).abs().amax(dim=(1, 2, 3)) < 1e-4
+        mirrored = (view - standard.flip(-1)).abs().amax(dim=(1, 2, 3)) < 1e-4
+        assert bool((same | mirrored).all())
+    config = TrainConfig(method="supcon", train_samples=16, eval_samples=8, batch_size=8, views_on_device=on_device,
+                         device="cpu")
+    standard, view1, _, _, _ = next(build_run_data(config, DistContext(0, 1, torch.device("cpu")))
+                                    .contrastive_batches(torch.device("cpu"), torch.contiguous_format))
+    assert not bool(((view1 - standard).abs().amax(dim=(1, 2, 3)) < 1e-4).all())  # the defaults do change them
+
+
+def test_view_crop_min_is_checked() -> None:
+    for bad in (0.0, 1.5, "big"):
+        with pytest.raises(ValueError, match="view_crop_min"):
+            TrainConfig(view_crop_min=bad)
