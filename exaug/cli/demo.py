@@ -3,10 +3,11 @@
 A SupCon run trains the warm-up epochs and stops; three branches start from its checkpoint (``init_from``: the
 same weights, optimiser state, schedule position and data order) and finish the schedule: SupCon goes on
 without explanations, ExCon and ExConB switch on Grad-CAM masks, so the branches differ only by the method.
-The methods are designed for a classifier that recognises most masked images when the masks start; at this
-budget it does not yet (about 13 % of masks are classified correctly at the switch), and the report shows that
-fraction per epoch so the reader can judge. ``report.md`` compares them and shows the routing per epoch and
-masked views of both routed outcomes (:mod:`exaug.cli.demo_report`).
+The methods are designed for a classifier that recognises most masked images when the masks start, and the demo's
+budget is chosen for that (:data:`DEMO_SETTINGS`): an easier task (6 shape classes), lighter random views, a
+12-epoch warm-up, and masks from the last residual stage with a blurred fill (see the settings' comments for why
+each departs from the paper). ``report.md`` compares the branches, shows the share of masks classified correctly
+per epoch and masked views of both routed outcomes (:mod:`exaug.cli.demo_report`).
 
 The demo's logic lives here, with its command, because it is an application (four training runs and a report),
 not a building block: :func:`run_demo` is its Python entry point.
@@ -28,21 +29,34 @@ from .errors import usage_errors
 
 __all__ = ["DEMO_SETTINGS", "QUICK_SETTINGS", "BRANCHES", "add_parser", "run", "run_demo"]
 
-#: The demo's budget: small enough for 2 CPU cores in about 4 minutes; ``exp_start_epoch`` is the length of the
-#: shared warm-up, ``epochs`` the whole schedule (warm-up + branch).
+#: The demo's budget, for 2 CPU cores in under 5 minutes; ``exp_start_epoch`` is the length of the shared warm-up,
+#: ``epochs`` the whole schedule (warm-up + branch). Chosen so that the warm-up classifier recognises most masked
+#: images when explanations start: on seed 0 the warm-up ends at 88 % validation top-1 and 73 % of the masks are
+#: classified correctly in the first explained epoch. In a probe of the same warm-up recipe (80 % top-1), the
+#: paper's layer2 map with the dataset-mean fill got 17 % of its masks right; layer4 with the mean fill 32 %.
 DEMO_SETTINGS: dict[str, Any] = {
     "dataset": "synthetic",
+    "dataset_options": {"num_classes": 6},  # an easier task than all 10 shapes, for a strong classifier in minutes
     "model": "resnet18",
     "width": 0.25,
-    "epochs": 7,  # 4 shared warm-up epochs + 3 per branch: about the old two-run demo's time
+    "epochs": 14,  # 12 shared warm-up epochs + 2 per branch
     "batch_size": 64,
     "lr": 0.05,  # narrow networks collapse at SupCon's usual 0.1-0.5 with momentum 0.9
     "warmup_epochs": 1,
     "classifier_lr": 0.05,
     "temperature": 0.1,
-    "exp_start_epoch": 4,
+    "exp_start_epoch": 12,
     "train_samples": 1536,
     "eval_samples": 1000,
+    # SupContrast's views (crops of 20-100 %, colour jitter, grayscale) kept the SupCon loss near its collapsed
+    # value for the whole warm-up at this budget; crops of 60-100 % without colour changes let it learn.
+    "view_crop_min": 0.6,
+    "view_colour": False,
+    # The paper's 16x16 layer2 map keeps scattered pixels that the classifier rarely recognises; the last stage's
+    # coarser map keeps whole regions, and a blurred fill (instead of the dataset mean) keeps the dropped pixels'
+    # colours but not their shapes, which the classifier trained on whole images copes with.
+    "explainer_layer": "encoder.layer4",
+    "mask_fill": "blur",
     "views_on_device": True,  # batched Kornia views: the per-image CPU pipeline would dominate at this size
 }
 #: ``--quick``: the same pipeline in seconds (the suite runs it): half the width, a twelfth of the images.

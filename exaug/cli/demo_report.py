@@ -16,6 +16,9 @@ __all__ = ["plot_curves", "plot_masks", "explanation_quality", "write_report", "
 
 #: The branches whose augment masks images (their rows carry ``masked_correct`` once explanations start).
 EXPLAINED = ("excon", "exconb")
+#: How the report describes each ``mask_fill`` (:data:`exaug.augment.masking.FILLS`).
+FILL_WORDS = {"zero": "set to the dataset mean", "mean": "set to the image's mean colour",
+              "blur": "replaced by a Gaussian blur of the image (sigma 5 px)", "noise": "replaced by noise"}
 
 
 def _pyplot() -> Any:
@@ -159,6 +162,25 @@ def _regime_sentence(branches: dict[str, list[dict[str, Any]]]) -> str:
     return f"Here at most {share:.0f}% of the masks were classified correctly in the first explained epoch, {verdict}."
 
 
+def _departures(settings: dict[str, Any]) -> str:
+    """The settings in which this run departs from the ExCon paper's CIFAR recipe, as one sentence (or "")."""
+    parts = []
+    classes = settings.get("dataset_options", {}).get("num_classes")
+    if classes:
+        parts.append(f"{classes} shape classes")
+    if settings.get("view_crop_min", 0.2) != 0.2 or not settings.get("view_colour", True):
+        colour = "" if settings.get("view_colour", True) else " without colour jitter or grayscale"
+        parts.append(f"random views cropping {100 * settings.get('view_crop_min', 0.2):.0f}-100 % of the image{colour}")
+    if settings.get("explainer_layer"):
+        parts.append(f"Grad-CAM at `{settings['explainer_layer']}`")
+    if settings.get("mask_fill", "zero") != "zero":
+        parts.append(f"dropped pixels {FILL_WORDS.get(settings['mask_fill'], settings['mask_fill'])}")
+    if not parts:
+        return ""
+    return ("Departures from the paper's recipe, so that the classifier recognises most masked images within "
+            "minutes: " + "; ".join(parts) + ". ")
+
+
 def _fmt(value: Any, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -227,7 +249,8 @@ def write_report(out: Path, settings: dict[str, Any], warmup: list[dict[str, Any
         f"{size}x{size}), CIFAR ResNet-18 at width {settings['width']}, batch {settings['batch_size']}, the ExCon "
         f"paper's Algorithm 1. A shared SupCon warm-up trains epochs 1-{warm}; three branches continue from its "
         f"checkpoint for epochs {warm + 1}-{total} with the same data order and schedule: SupCon (no explanations), "
-        f"ExCon and ExConB (Grad-CAM masks from epoch {warm + 1}). Seed {settings.get('seed', 0)}, total time "
+        f"ExCon and ExConB (Grad-CAM masks from epoch {warm + 1}). {_departures(settings)}"
+        f"Seed {settings.get('seed', 0)}, total time "
         f"{seconds / 60:.1f} min.",
         "",
         "| method | final val top-1 (%) | best val top-1 (%) | masks correct, first explained epoch (%) "
@@ -274,7 +297,7 @@ def write_report(out: Path, settings: dict[str, Any], warmup: list[dict[str, Any
         f"Validation images routed by the final ExConB model: {shown[0]} positives (left, green) and {shown[1]} "
         "backgrounds (right, red). Rows: the image and its class; Grad-CAM of the true class from the ExConB "
         "encoder + classifier; the masked image (pixels with normalised saliency <= "
-        f"{settings.get('mask_threshold', 0.5)} set to the dataset mean).",
+        f"{settings.get('mask_threshold', 0.5)} {FILL_WORDS.get(settings.get('mask_fill', 'zero'), 'filled')}).",
         "",
         "Run folders: `warmup/` (the shared warm-up) and `supcon/`, `excon/`, `exconb/` (the branches) hold "
         "`metrics.csv`, `config.json`, `summary.json` and checkpoints; each branch's `summary.json` records the "

@@ -74,3 +74,18 @@ def test_regime_sentence_follows_the_first_explained_epoch(tmp_path):
             "exconb": rows("exconb", [25.0], [0.126])}
     text = report(tmp_path, weak)
     assert "at most 13% of the masks" in text and "not yet in that regime" in text
+
+
+def test_departures_from_the_paper_are_named(tmp_path):
+    # The paper's recipe (SETTINGS: no options) has no departures sentence; every departed option is named.
+    assert "Departures" not in report(tmp_path)
+    departed = {**SETTINGS, "dataset_options": {"num_classes": 6}, "view_crop_min": 0.6, "view_colour": False,
+                "explainer_layer": "encoder.layer4", "mask_fill": "blur"}
+    figures = {"curves": Path("curves.png"), "masks": Path("masks.png")}
+    text = write_report(tmp_path, departed, WARMUP, BRANCHES, summaries(BRANCHES), {}, figures, (3, 4),
+                        90.0).read_text()
+    sentence = text[text.index("Departures"):].split("\n")[0]
+    for words in ("6 shape classes", "cropping 60-100 % of the image without colour jitter or grayscale",
+                  "Grad-CAM at `encoder.layer4`", "replaced by a Gaussian blur"):
+        assert words in sentence
+    assert "<= 0.5 replaced by a Gaussian blur" in text  # the masks figure's caption follows the fill
