@@ -68,12 +68,15 @@ def test_curves_figure_is_written(tmp_path):
 
 def test_regime_sentence_follows_the_first_explained_epoch(tmp_path):
     # BRANCHES: 81.25 % (excon) and 75 % (exconb) of masks right in the first explained epoch.
-    assert "at most 81% of the masks were classified correctly" in report(tmp_path)
+    assert "Here 81% (excon) and 75% (exconb) of the masks were classified correctly" in report(tmp_path)
     assert "this run is in that regime" in report(tmp_path)
+    # Both branches must be there: one at 45 % keeps the run out of the regime.
+    mixed = {**BRANCHES, "exconb": rows("exconb", [66.0], [0.45])}
+    assert "not yet in that regime" in report(tmp_path, mixed)
     weak = {"supcon": rows("supcon", [30.0]), "excon": rows("excon", [29.0], [0.11]),
             "exconb": rows("exconb", [25.0], [0.126])}
     text = report(tmp_path, weak)
-    assert "at most 13% of the masks" in text and "not yet in that regime" in text
+    assert "11% (excon) and 13% (exconb) of the masks" in text and "not yet in that regime" in text
 
 
 def test_departures_from_the_paper_are_named(tmp_path):
