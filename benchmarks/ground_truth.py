@@ -332,7 +332,9 @@ def render(all_tables: Mapping[str, Mapping[str, Any]], args: argparse.Namespace
     head = (f"Synthetic shapes ({args.classes} classes, {args.image_size}x{args.image_size}), CIFAR ResNet-18 "
             f"x{args.width}, {args.train_samples} training images, {args.epochs} epochs, batch {args.batch_size}, "
             f"lr {args.lr:g}, t 0.1; validated on {args.val_samples} test images, evaluated on {args.test_samples} "
-            f"others; Grad-CAM at `{args.explainer_layer}`; sanity check on {args.mprt_images} images.")
+            f"others; Grad-CAM at `{args.explainer_layer}`; sanity check on {args.mprt_images} images; random views: "
+            f"crops of {100 * args.view_crop_min:.0f}-100 %, "
+            f"{'colour jitter and grayscale' if args.view_colour else 'no colour jitter or grayscale'}.")
     lines = ["# Ground-truth study", "", head, "", LEGEND, ""]
     for setting, tables in all_tables.items():
         lines += render_setting(tables, setting, args)
@@ -367,8 +369,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print("\n" + text)
     budget = {k: getattr(args, k) for k in ("methods", "settings", "seeds", "epochs", "train_samples", "val_samples",
                                             "test_samples", "batch_size", "lr", "width", "classes", "image_size",
-                                            "cue_strength", "explainer_layer", "mprt_images", "quick", "jobs",
-                                            "threads")}
+                                            "cue_strength", "explainer_layer", "mprt_images", "view_crop_min",
+                                            "view_colour", "quick", "jobs", "threads")}
     summary = {setting: {key: {m: mean_std(list(seeds.values())) for m, seeds in by_method.items()}
                          for key, by_method in tables.items()} for setting, tables in all_tables.items()}
     paths = write_results(args.results_dir, NAME, {
