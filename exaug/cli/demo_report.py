@@ -12,13 +12,15 @@ from typing import Any
 
 import torch
 
+from ..transforms import CROP_SCALE
+
 __all__ = ["plot_curves", "plot_masks", "explanation_quality", "write_report", "EXPLAINED"]
 
 #: The branches whose augment masks images (their rows carry ``masked_correct`` once explanations start).
 EXPLAINED = ("excon", "exconb")
 #: How the report describes each ``mask_fill`` (:data:`exaug.augment.masking.FILLS`).
 FILL_WORDS = {"zero": "set to the dataset mean", "mean": "set to the image's mean colour",
-              "blur": "replaced by a Gaussian blur of the image (sigma 5 px)", "noise": "replaced by noise"}
+              "blur": "replaced by a Gaussian blur of the image", "noise": "replaced by noise"}
 
 
 def _pyplot() -> Any:
@@ -171,9 +173,10 @@ def _departures(settings: dict[str, Any]) -> str:
     classes = settings.get("dataset_options", {}).get("num_classes")
     if classes:
         parts.append(f"{classes} shape classes")
-    if settings.get("view_crop_min", 0.2) != 0.2 or not settings.get("view_colour", True):
+    crop_min = settings.get("view_crop_min", CROP_SCALE[0])  # the trainer's default is SupContrast's crop
+    if crop_min != CROP_SCALE[0] or not settings.get("view_colour", True):
         colour = "" if settings.get("view_colour", True) else " without colour jitter or grayscale"
-        parts.append(f"random views cropping {100 * settings.get('view_crop_min', 0.2):.0f}-100 % of the image{colour}")
+        parts.append(f"random views cropping {100 * crop_min:.0f}-100 % of the image{colour}")
     if settings.get("explainer_layer"):
         parts.append(f"Grad-CAM at `{settings['explainer_layer']}`")
     if settings.get("mask_fill", "zero") != "zero":

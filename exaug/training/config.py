@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..transforms import CROP_SCALE
 from ..utils.checks import positive_int
 from .methods import METHODS, closest_hint, get_method, list_methods
 from .trackers import TRACKERS
@@ -120,7 +121,7 @@ class TrainConfig:
     eval_samples: int | None = _field(None, "use a seeded subset of this many validation images")
     workers: int = _field(0, "DataLoader worker processes")
     views_on_device: bool = _field(False, "generate the random views on the training device with Kornia")
-    view_crop_min: float = _field(0.2, "smallest area of the random views' resized crop, as a fraction of the image "
+    view_crop_min: float = _field(CROP_SCALE[0], "smallest area of the random views' resized crop, as a fraction of the image "
                                        "(SupContrast: 0.2; larger keeps more of each image, for short runs)")
     view_colour: bool = _field(True, "colour jitter (p 0.8) and grayscale (p 0.2) in the random views "
                                      "(SupContrast: on)")
